@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install everything and run the whole test suite: ruff, mypy, and pytest against
+# SQLite and a real PostgreSQL server (Debian's package, started here when run as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pg_ready=0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  if ! command -v pg_ctlcluster >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  cluster=$(pg_lsclusters -h | head -n 1)
+  if [ -z "$cluster" ]; then
+    pg_createcluster "$(ls /usr/lib/postgresql | sort -n | tail -n 1)" main >/dev/null
+    cluster=$(pg_lsclusters -h | head -n 1)
+  fi
+  read -r pg_version pg_name pg_port pg_status _ <<<"$cluster"
+  [ "$pg_status" = online ] || pg_ctlcluster "$pg_version" "$pg_name" start
+  su postgres -c "psql -p $pg_port -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='valuetune_test'\"" | grep -q 1 \
+    || su postgres -c "psql -p $pg_port -qc \"CREATE ROLE valuetune_test LOGIN CREATEDB PASSWORD 'valuetune_test'\""
+  export VALUETUNE_TEST_POSTGRES_URL="postgresql+psycopg://valuetune_test:valuetune_test@127.0.0.1:$pg_port/postgres"
+  export VALUETUNE_REQUIRE_POSTGRES=1
+  pg_ready=1
+fi
+[ "$pg_ready" = 1 ] || echo "note: not root, PostgreSQL tests run only if VALUETUNE_TEST_POSTGRES_URL is set" >&2
+
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e ".[test]"
+.venv/bin/ruff check src tests bench
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,165 @@
+"""Repository for respondents, their answers and their profiles.
+
+Every answer is committed on its own before the survey moves on, so an interruption
+loses nothing that was submitted.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from valuetune.errors import InvalidAnswerError, NotFoundError
+from valuetune.store.database import Database
+from valuetune.store.models import Respondent, Response, StoredProfile, utcnow
+from valuetune.values.profile import ValueProfile
+from valuetune.values.survey import Answer
+
+
+@dataclass(frozen=True)
+class RespondentSummary:
+    id: str
+    schema: str
+    created_at: datetime
+    completed_at: datetime | None
+    answers: int
+
+
+class SurveyStore:
+    """Survey data access on one `Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create_respondent(self, schema: str) -> str:
+        respondent_id = secrets.token_hex(16)
+        with self.db.session() as s:
+            s.add(Respondent(id=respondent_id, schema=schema))
+        return respondent_id
+
+    def _require(self, respondent_id: str) -> None:
+        with self.db.session("read") as s:
+            if s.get(Respondent, respondent_id) is None:
+                raise NotFoundError(f"no respondent {respondent_id!r}")
+
+    def record_answer(
+        self, respondent_id: str, item_id: str, value: int | None, elapsed_ms: int | None = None
+    ) -> None:
+        """Store one answer durably (its own transaction). Answering twice is refused."""
+        try:
+            with self.db.session() as s:
+                respondent = s.get(Respondent, respondent_id)
+                if respondent is None:
+                    raise NotFoundError(f"no respondent {respondent_id!r}")
+                seq = (
+                    s.scalar(
+                        select(func.count())
+                        .select_from(Response)
+                        .where(Response.respondent_id == respondent_id)
+                    )
+                    or 0
+                )
+                s.add(
+                    Response(
+                        respondent_id=respondent_id,
+                        seq=seq,
+                        item_id=item_id,
+                        value=value,
+                        elapsed_ms=elapsed_ms,
+                    )
+                )
+        except IntegrityError:
+            raise InvalidAnswerError(f"item {item_id} was already answered") from None
+
+    def answers(self, respondent_id: str) -> list[Answer]:
+        self._require(respondent_id)
+        with self.db.session("read") as s:
+            rows = s.scalars(
+                select(Response)
+                .where(Response.respondent_id == respondent_id)
+                .order_by(Response.seq)
+            )
+            return [Answer(r.item_id, r.value) for r in rows]
+
+    def save_profile(self, respondent_id: str, profile: ValueProfile, *, complete: bool) -> None:
+        with self.db.session() as s:
+            respondent = s.get(Respondent, respondent_id)
+            if respondent is None:
+                raise NotFoundError(f"no respondent {respondent_id!r}")
+            answered = (
+                s.scalar(
+                    select(func.count())
+                    .select_from(Response)
+                    .where(Response.respondent_id == respondent_id)
+                )
+                or 0
+            )
+            stored = s.get(StoredProfile, respondent_id)
+            if stored is None:
+                stored = StoredProfile(respondent_id=respondent_id)
+                s.add(stored)
+            stored.schema = profile.schema
+            stored.profile_json = profile.to_json()
+            stored.items_answered = answered
+            stored.updated_at = utcnow()
+            if complete and respondent.completed_at is None:
+                respondent.completed_at = utcnow()
+
+    def profile(self, respondent_id: str) -> ValueProfile:
+        with self.db.session("read") as s:
+            stored = s.get(StoredProfile, respondent_id)
+            if stored is None:
+                if s.get(Respondent, respondent_id) is None:
+                    raise NotFoundError(f"no respondent {respondent_id!r}")
+                raise NotFoundError(f"respondent {respondent_id} has no profile yet")
+            return ValueProfile.from_json(stored.profile_json)
+
+    def latest_respondent(self, *, with_profile: bool = True) -> str:
+        with self.db.session("read") as s:
+            query = select(Respondent.id).order_by(Respondent.created_at.desc()).limit(1)
+            if with_profile:
+                query = query.join(StoredProfile)
+            found = s.scalar(query)
+        if found is None:
+            raise NotFoundError("no stored profiles yet: run `valuetune survey` first")
+        return found
+
+    def respondents(self) -> list[RespondentSummary]:
+        with self.db.session("read") as s:
+            counts = (
+                select(Response.respondent_id, func.count().label("n"))
+                .group_by(Response.respondent_id)
+                .subquery()
+            )
+            rows = s.execute(
+                select(Respondent, func.coalesce(counts.c.n, 0))
+                .outerjoin(counts, counts.c.respondent_id == Respondent.id)
+                .order_by(Respondent.created_at)
+            ).all()
+            return [
+                RespondentSummary(r.id, r.schema, r.created_at, r.completed_at, int(n))
+                for r, n in rows
+            ]
+
+    def profiles(self, *, complete_only: bool = True) -> dict[str, ValueProfile]:
+        """Every stored profile by respondent id (for clustering and statistics)."""
+        with self.db.session("read") as s:
+            query = select(StoredProfile).join(Respondent)
+            if complete_only:
+                query = query.where(Respondent.completed_at.is_not(None))
+            return {
+                p.respondent_id: ValueProfile.from_json(p.profile_json) for p in s.scalars(query)
+            }
+
+    def delete_respondent(self, respondent_id: str) -> None:
+        """Erase a respondent with every answer and profile."""
+        with self.db.session() as s:
+            if s.get(Respondent, respondent_id) is None:
+                raise NotFoundError(f"no respondent {respondent_id!r}")
+            s.execute(delete(Response).where(Response.respondent_id == respondent_id))
+            s.execute(delete(StoredProfile).where(StoredProfile.respondent_id == respondent_id))
+            s.execute(delete(Respondent).where(Respondent.id == respondent_id))

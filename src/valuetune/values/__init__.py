@@ -1,0 +1,1 @@
+"""The value model: axes schema, profiles, item bank, adaptive IRT engine, personas."""
