@@ -39,7 +39,7 @@ def state(ctx: typer.Context) -> CliState:
 
 def emit_json(doc: Any) -> None:
     """Print one JSON document to stdout (the `--json` contract)."""
-    sys.stdout.write(json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n")
+    sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
 
 
 def emit_raw_json(text: str) -> None:

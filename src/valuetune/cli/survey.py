@@ -58,7 +58,8 @@ def _ask(out: Console, item: Item, number: int, total: int) -> int | None:
         valid = {str(i + 1): i for i in range(len(LIKERT_LABELS))}
         hint = "1-5"
     while True:
-        raw = input(f"Your answer ({hint}, s skip, q stop): ").strip().lower()
+        # console.input prints the prompt through the console (stderr with --json)
+        raw = out.input(f"Your answer ({hint}, s skip, q stop): ").strip().lower()
         if raw in valid:
             return valid[raw]
         if raw in ("s", "skip"):
@@ -86,7 +87,7 @@ def _run(out: Console, store: SurveyStore, respondent_id: str, session: SurveySe
 def survey(
     ctx: typer.Context,
     resume: str | None = typer.Option(
-        None, "--resume", help="Continue an unfinished survey by respondent id."
+        None, "--resume", help="Continue an unfinished survey (with the settings it started with)."
     ),
     max_items: int = typer.Option(
         20, "--max-items", min=1, max=200, help="Most value questions to ask."
@@ -116,16 +117,19 @@ def survey(
     config = SurveyConfig(max_value_items=max_items, target_se=target_se, ask_boundaries=boundaries)
     if resume:
         respondent_id = resume
-        session = SurveySession.replay(bank, store.answers(respondent_id), config)
-        if session.complete:
+        summary = store.respondent(respondent_id)
+        if summary.completed_at is not None:
             raise ValuetuneError(
                 f"respondent {respondent_id} has already completed the survey; "
                 f"see `valuetune profile show {respondent_id}`"
             )
+        if summary.survey_config is not None:  # resume with the settings it started with
+            config = SurveyConfig.from_dict(summary.survey_config)
+        session = SurveySession.replay(bank, store.answers(respondent_id), config)
         out.print(f"Resuming survey {respondent_id} after {len(session.answers)} answers.")
     else:
         out.print(Panel(CONSENT.format(where=store.db.display_url), title="valuetune survey"))
-        respondent_id = store.create_respondent(bank.axes.version)
+        respondent_id = store.create_respondent(bank.axes.version, config.to_dict())
         session = SurveySession(bank, config)
     resume_hint = f"valuetune survey --resume {respondent_id}"
     try:

@@ -60,9 +60,14 @@ class Database:
         self.display_url = parsed.render_as_string(hide_password=True)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {}
-        if self.is_sqlite:
-            if parsed.database and parsed.database != ":memory:":
+        if self.is_sqlite and parsed.database and parsed.database != ":memory:":
+            try:
                 _prepare_sqlite_file(Path(parsed.database))
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot create the database file {parsed.database}: {exc.strerror or exc}. "
+                    "Check VALUETUNE_HOME or --home."
+                ) from None
         else:
             kwargs["pool_pre_ping"] = True
             if parsed.get_backend_name() == "postgresql":

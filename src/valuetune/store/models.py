@@ -25,6 +25,7 @@ class Respondent(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     schema: Mapped[str] = mapped_column(String(32))
+    survey_config: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 

@@ -6,18 +6,29 @@ loses nothing that was submitted.
 
 from __future__ import annotations
 
+import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
+from valuetune.canonical import canonical_json
 from valuetune.errors import InvalidAnswerError, NotFoundError
 from valuetune.store.database import Database
 from valuetune.store.models import Respondent, Response, StoredProfile, utcnow
 from valuetune.values.profile import ValueProfile
 from valuetune.values.survey import Answer
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """Timestamps are stored in UTC; SQLite hands them back without a zone."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,7 @@ class RespondentSummary:
     created_at: datetime
     completed_at: datetime | None
     answers: int
+    survey_config: Mapping[str, Any] | None = None
 
 
 class SurveyStore:
@@ -35,11 +47,37 @@ class SurveyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create_respondent(self, schema: str) -> str:
+    def create_respondent(self, schema: str, survey_config: Mapping[str, Any] | None = None) -> str:
+        """A new respondent under a random id; `survey_config` is kept so a resume matches."""
         respondent_id = secrets.token_hex(16)
+        config = canonical_json(dict(survey_config)) if survey_config is not None else None
         with self.db.session() as s:
-            s.add(Respondent(id=respondent_id, schema=schema))
+            s.add(Respondent(id=respondent_id, schema=schema, survey_config=config))
         return respondent_id
+
+    def respondent(self, respondent_id: str) -> RespondentSummary:
+        with self.db.session("read") as s:
+            r = s.get(Respondent, respondent_id)
+            if r is None:
+                raise NotFoundError(f"no respondent {respondent_id!r}")
+            answers = (
+                s.scalar(
+                    select(func.count())
+                    .select_from(Response)
+                    .where(Response.respondent_id == respondent_id)
+                )
+                or 0
+            )
+            return self._summary(r, answers)
+
+    @staticmethod
+    def _summary(r: Respondent, answers: int) -> RespondentSummary:
+        created = _aware(r.created_at)
+        assert created is not None
+        config = json.loads(r.survey_config) if r.survey_config else None
+        return RespondentSummary(
+            r.id, r.schema, created, _aware(r.completed_at), int(answers), config
+        )
 
     def _require(self, respondent_id: str) -> None:
         with self.db.session("read") as s:

@@ -12,13 +12,14 @@ in; then adaptive style items; then the boundary questions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
-from valuetune.errors import InvalidAnswerError
+from valuetune.errors import InvalidAnswerError, SchemaError
 from valuetune.values.irt import Estimator, Posterior
 from valuetune.values.items import Item, ItemBank, ItemKind
 from valuetune.values.profile import ValueProfile
@@ -44,6 +45,30 @@ class SurveyConfig:
     attention_after: tuple[int, ...] = (8,)
     """Ask an attention check after this many value items (one check per entry)."""
     ask_boundaries: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_value_items": self.max_value_items,
+            "target_se": self.target_se,
+            "max_style_items": self.max_style_items,
+            "style_target_se": self.style_target_se,
+            "attention_after": list(self.attention_after),
+            "ask_boundaries": self.ask_boundaries,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> SurveyConfig:
+        try:
+            return cls(
+                max_value_items=int(doc["max_value_items"]),
+                target_se=float(doc["target_se"]),
+                max_style_items=int(doc["max_style_items"]),
+                style_target_se=float(doc["style_target_se"]),
+                attention_after=tuple(int(n) for n in doc["attention_after"]),
+                ask_boundaries=bool(doc["ask_boundaries"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SchemaError(f"stored survey settings are malformed: {exc!r}") from None
 
     def __post_init__(self) -> None:
         if self.max_value_items < 0 or self.max_style_items < 0:

@@ -18,6 +18,7 @@ def upgrade() -> None:
         "respondents",
         sa.Column("id", sa.String(32), primary_key=True),
         sa.Column("schema", sa.String(32), nullable=False),
+        sa.Column("survey_config", sa.Text, nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
     )
