@@ -163,3 +163,47 @@ def test_simulated_answers_follow_the_model() -> None:
     observed = np.bincount(answers, minlength=5) / len(answers)
     expected = category_probabilities(np.zeros(1), D[row][None])[0]
     assert np.allclose(observed, expected, atol=0.015)
+
+
+def test_posterior_moments_match_quadrature_in_one_dimension() -> None:
+    a = np.array([[1.8], [1.5], [2.0], [1.2], [1.6]])
+    d = np.array(
+        [
+            [2, 0.7, -0.7, -2],
+            [1.5, 0.2, -1, -2.5],
+            [2.5, 1, 0, -1],
+            [1, -0.2, -1.5, -3],
+            [2.2, 0.9, -0.4, -1.8],
+        ]
+    )
+    estimator = Estimator(a, d, np.eye(1))
+    idx = np.arange(5)
+    for y in (np.array([4, 4, 3, 4, 4]), np.array([0, 1, 0, 2, 1]), np.array([2, 3, 1, 2, 2])):
+        grid = np.linspace(-8, 8, 16001)
+        probs = category_probabilities(
+            np.outer(grid, a[:, 0]), np.broadcast_to(d, (len(grid), 5, 4))
+        )
+        log_post = np.log(probs[:, idx, y]).sum(axis=1) - grid**2 / 2
+        w = np.exp(log_post - log_post.max())
+        w /= w.sum()
+        mean = float(w @ grid)
+        var = float(w @ (grid - mean) ** 2)
+        moments = estimator.posterior_moments(idx, y, samples=16384)
+        assert moments.mean[0] == pytest.approx(mean, abs=0.02)
+        assert moments.cov[0, 0] == pytest.approx(var, rel=0.06)
+        laplace = estimator.fit(idx, y)
+        # the sampled mean is closer to the true mean than the Laplace mode is (or as close)
+        assert abs(moments.mean[0] - mean) <= abs(laplace.mean[0] - mean) + 0.01
+
+
+def test_posterior_moments_are_reproducible_and_close_to_laplace() -> None:
+    rng = np.random.default_rng(9)
+    idx = rng.choice(GRADED, 25, replace=False)
+    theta = rng.multivariate_normal(np.zeros(len(AXES.dims)), ESTIMATOR.prior_cov)
+    y = ESTIMATOR.simulate_answers(theta, idx, rng)
+    first = ESTIMATOR.posterior_moments(idx, y)
+    assert np.array_equal(first.mean, ESTIMATOR.posterior_moments(idx, y).mean)
+    laplace = ESTIMATOR.fit(idx, y)
+    assert np.max(np.abs(first.mean - laplace.mean)) < 0.2
+    assert np.all(np.abs(first.sd / laplace.sd - 1) < 0.2)
+    assert not np.array_equal(first.mean, laplace.mean)  # really sampled, not the fallback

@@ -226,7 +226,7 @@ class SurveySession:
         if refit and item.graded and checked is not None:
             self._refit()
 
-    def _refit(self) -> None:
+    def _graded_answers(self) -> tuple[np.ndarray, np.ndarray]:
         graded = [
             (self.bank.index(a.item_id), a.value)
             for a in self.answers
@@ -234,6 +234,11 @@ class SurveySession:
         ]
         idx = np.array([g[0] for g in graded], dtype=np.int_)
         y = np.array([g[1] for g in graded], dtype=np.int_)
+        return idx, y
+
+    def _refit(self) -> None:
+        # The Laplace fit drives item selection: fast, and its mode is what selection needs.
+        idx, y = self._graded_answers()
         self._posterior = self._estimator.fit(idx, y, start=self._posterior.mean)
 
     # -- results -------------------------------------------------------------------
@@ -258,10 +263,17 @@ class SurveySession:
         )
 
     def profile(self) -> ValueProfile:
-        """The current estimate as a `ValueProfile` (posterior mean and SD per dim)."""
+        """The current estimate as a `ValueProfile`: posterior mean and SD per dimension.
+
+        The moments come from importance sampling around the Laplace fit, so they are the
+        posterior mean and covariance, not the mode; the draws are seeded, so the same
+        answers always give the same profile.
+        """
         axes = self.bank.axes
         n = len(axes.value_axes)
-        mean, sd = self._posterior.mean, self._posterior.sd
+        idx, y = self._graded_answers()
+        moments = self._estimator.posterior_moments(idx, y, self._posterior)
+        mean, sd = moments.mean, moments.sd
         return ValueProfile(
             schema=axes.version,
             values=tuple(mean[:n]),
