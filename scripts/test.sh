@@ -28,6 +28,6 @@ fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".[test]"
-.venv/bin/ruff check src tests bench
+.venv/bin/ruff check src tests bench fuzz
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"

@@ -11,6 +11,8 @@ HEAVY = {"torch", "transformers", "trl", "peft", "fastapi", "uvicorn", "httpx", 
 FORBIDDEN = {
     "values": HEAVY
     | {"sqlalchemy", "alembic", "typer", "rich", "valuetune.store", "valuetune.cli"},
+    "token": HEAVY
+    | {"sqlalchemy", "alembic", "typer", "rich", "valuetune.store", "valuetune.cli", "numpy"},
     "store": HEAVY | {"typer", "rich", "valuetune.cli"},
 }
 DOMAIN_FILES = ["canonical.py", "errors.py", "settings.py"]

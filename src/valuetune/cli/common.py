@@ -13,7 +13,11 @@ from rich.console import Console
 from valuetune.settings import Settings
 
 if TYPE_CHECKING:
-    from valuetune.store import SurveyStore
+    from valuetune.store import Database, SurveyStore
+    from valuetune.store.tokens import TokenStore
+    from valuetune.token.alias import AliasService
+    from valuetune.token.keys import KeyRing
+    from valuetune.token.tokens import TokenService
 
 
 @dataclass
@@ -21,14 +25,42 @@ class CliState:
     """Built once per invocation by the root callback; commands read it from the context."""
 
     settings: Settings
-    _store: SurveyStore | None = field(default=None, init=False)
+    _db: Database | None = field(default=None, init=False)
+    _ring: KeyRing | None = field(default=None, init=False)
+
+    def database(self) -> Database:
+        if self._db is None:
+            from valuetune.store import Database
+
+            self._db = Database.open(self.settings.resolved_database_url())
+        return self._db
 
     def store(self) -> SurveyStore:
-        if self._store is None:
-            from valuetune.store import Database, SurveyStore
+        from valuetune.store import SurveyStore
 
-            self._store = SurveyStore(Database.open(self.settings.resolved_database_url()))
-        return self._store
+        return SurveyStore(self.database())
+
+    def token_store(self) -> TokenStore:
+        from valuetune.store.tokens import TokenStore
+
+        return TokenStore(self.database())
+
+    def key_ring(self) -> KeyRing:
+        if self._ring is None:
+            from valuetune.token.keys import KeyRing
+
+            self._ring = KeyRing.open(self.settings.home)
+        return self._ring
+
+    def tokens(self) -> TokenService:
+        from valuetune.token.tokens import TokenService
+
+        return TokenService(self.key_ring(), self.token_store())
+
+    def aliases(self) -> AliasService:
+        from valuetune.token.alias import AliasService
+
+        return AliasService(self.token_store(), self.key_ring().alias_key())
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -52,3 +84,12 @@ def console(*, to_stderr: bool = False) -> Console:
 
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document to stdout.")
+
+
+def read_secret_argument(value: str) -> str:
+    """A token or alias given on the command line, or `-` to read it from stdin.
+
+    Reading from stdin keeps tokens out of shell history and process listings.
+    """
+    text = sys.stdin.readline() if value == "-" else value
+    return text.strip()

@@ -11,7 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from valuetune import __version__
-from valuetune.cli import db, personas, profile, simulate, survey
+from valuetune.cli import alias, db, keys, personas, precis, profile, simulate, survey, tokens
 from valuetune.cli.common import CliState
 from valuetune.errors import ValuetuneError
 from valuetune.settings import Settings
@@ -72,6 +72,10 @@ app.command("simulate")(simulate.simulate_command)
 app.add_typer(personas.app, name="personas")
 app.add_typer(profile.app, name="profile")
 app.add_typer(db.app, name="db")
+app.add_typer(tokens.app, name="token")
+app.add_typer(keys.app, name="keys")
+app.add_typer(alias.app, name="alias")
+app.command("precis")(precis.precis_command)
 
 
 def run() -> None:

@@ -78,3 +78,51 @@ class StoredProfile(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     respondent: Mapped[Respondent] = relationship(back_populates="profile")
+
+
+class TokenSubject(Base):
+    """A pseudonym tokens are issued to; kept after erasure so its tokens stay refused."""
+
+    __tablename__ = "token_subjects"
+
+    sub: Mapped[str] = mapped_column(String(32), primary_key=True)
+    respondent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("respondents.id", ondelete="SET NULL"), nullable=True, unique=True
+    )
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class IssuedToken(Base):
+    """What was issued (for revocation by jti and listing); never the token itself."""
+
+    __tablename__ = "issued_tokens"
+
+    jti: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sub: Mapped[str] = mapped_column(ForeignKey("token_subjects.sub"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    kid: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AliasRecord(Base):
+    """An alias, stored by keyed hash; `content` is what the holder chose to share."""
+
+    __tablename__ = "aliases"
+
+    lookup: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sub: Mapped[str] = mapped_column(ForeignKey("token_subjects.sub"), index=True)
+    share: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RateLimit(Base):
+    __tablename__ = "rate_limits"
+
+    bucket: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)

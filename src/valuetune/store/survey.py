@@ -13,13 +13,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from valuetune.canonical import canonical_json
 from valuetune.errors import InvalidAnswerError, NotFoundError
 from valuetune.store.database import Database
-from valuetune.store.models import Respondent, Response, StoredProfile, utcnow
+from valuetune.store.models import (
+    AliasRecord,
+    Respondent,
+    Response,
+    StoredProfile,
+    TokenSubject,
+    utcnow,
+)
 from valuetune.values.profile import ValueProfile
 from valuetune.values.survey import Answer
 
@@ -194,10 +201,26 @@ class SurveyStore:
             }
 
     def delete_respondent(self, respondent_id: str) -> None:
-        """Erase a respondent with every answer and profile."""
+        """Erase a respondent: answers, profile and aliases; their tokens are refused after.
+
+        The pseudonym row stays (no personal data in it) marked erased, so tokens already
+        handed out for it can never verify again.
+        """
         with self.db.session() as s:
             if s.get(Respondent, respondent_id) is None:
                 raise NotFoundError(f"no respondent {respondent_id!r}")
+            subs = list(
+                s.scalars(
+                    select(TokenSubject.sub).where(TokenSubject.respondent_id == respondent_id)
+                )
+            )
+            if subs:
+                s.execute(delete(AliasRecord).where(AliasRecord.sub.in_(subs)))
+                s.execute(
+                    update(TokenSubject)
+                    .where(TokenSubject.sub.in_(subs))
+                    .values(erased_at=utcnow(), respondent_id=None)
+                )
             s.execute(delete(Response).where(Response.respondent_id == respondent_id))
             s.execute(delete(StoredProfile).where(StoredProfile.respondent_id == respondent_id))
             s.execute(delete(Respondent).where(Respondent.id == respondent_id))

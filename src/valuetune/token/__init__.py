@@ -1,0 +1,1 @@
+"""Preference tokens: signed/encrypted PASETO tokens, key ring, revocation, aliases, précis."""
