@@ -280,3 +280,19 @@ def test_key_files_are_private_and_a_damaged_ring_is_reported(tmp_path: Path) ->
     (folder / "ring.json").write_text("{not json")
     with pytest.raises(ValuetuneError, match="damaged"):
         KeyRing.open(tmp_path / "h")
+
+
+def test_retiring_a_previous_key_refuses_its_tokens(
+    service: TokenService, ring: KeyRing, tmp_path: Path
+) -> None:
+    old = service.mint(PERSONA)
+    with pytest.raises(ValuetuneError, match="rotate first"):
+        ring.retire(old.kid)
+    ring.rotate("local")
+    new = service.mint(PERSONA)
+    ring.retire(old.kid)
+    assert _problem(service, old.token) is TokenProblem.UNKNOWN_KEY
+    assert service.verify(new.token).jti == new.jti
+    reopened = KeyRing.open(tmp_path / "issuer")
+    assert all(old.kid not in (e.kid, e.short_id) for e in reopened.entries())
+    assert not any(old.kid in p.name for p in (tmp_path / "issuer" / "keys").iterdir())

@@ -56,3 +56,16 @@ def rotate(
         )
     else:
         typer.echo(f"new current {entry.kind} key {entry.kid}")
+
+
+@app.command("retire")
+def retire(
+    ctx: typer.Context,
+    kid: str = typer.Argument(..., help="Key id (full PASERK id or the footer id)."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+) -> None:
+    """Remove a previous key (e.g. one that leaked): its tokens are refused from now on."""
+    if not yes:
+        typer.confirm(f"Retire key {kid}? Every token made with it stops working.", abort=True)
+    entry = state(ctx).key_ring().retire(kid)
+    typer.echo(f"retired {entry.kind} key {entry.kid}")

@@ -174,6 +174,22 @@ class KeyRing:
         """Add existing key material (checked for randomness) as the current key."""
         return self._add(kind, raw)
 
+    def retire(self, kid: str) -> RingEntry:
+        """Remove a previous key: every token made with it is refused from now on.
+
+        For a key that may have leaked. The current key cannot be retired; rotate first.
+        """
+        entry = next((e for e in self._entries if kid in (e.kid, e.short_id)), None)
+        if entry is None:
+            raise ValuetuneError(f"no key {kid!r} in the ring")
+        if entry.current:
+            raise ValuetuneError(f"{entry.kid} is the current {entry.kind} key; rotate first")
+        self._entries.remove(entry)
+        del self._keys[entry.kid]
+        self._save()
+        (self.folder / f"{self._file_id(entry.kid)}.paserk").unlink(missing_ok=True)
+        return entry
+
     def current(self, kind: KeyKind) -> tuple[str, KeyInterface]:
         """(short id for the footer, key) of the current key of `kind`."""
         entry = next(e for e in self._entries if e.kind == kind and e.current)
