@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.engine import make_url
 
 from valuetune.store import Database, SurveyStore
@@ -41,8 +43,17 @@ def postgres_url() -> Iterator[str]:
         pytest.skip("no PostgreSQL server (set VALUETUNE_TEST_POSTGRES_URL)")
     name = f"vt_test_{secrets.token_hex(6)}"
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    for attempt in range(5):
+        # CREATE DATABASE copies template1 and fails if another session is briefly
+        # connected to it ("source database is being accessed by other users"): retry.
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            break
+        except OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
     try:
         yield make_url(admin).set(database=name).render_as_string(hide_password=False)
     finally:

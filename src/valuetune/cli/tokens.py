@@ -113,23 +113,13 @@ def verify(
 
 
 def _jti_of(ctx: typer.Context, token_or_jti: str) -> str:
-    """A jti from a jti, or from a token this issuer can authenticate (any purpose)."""
-    from valuetune.token.paseto import TokenError
-    from valuetune.token.tokens import PURPOSES
+    """A jti from a jti, or from a token this issuer can authenticate (any purpose).
 
+    A revoked or expired token still names its jti: showing or revoking it must work.
+    """
     if not token_or_jti.startswith("v4."):
         return token_or_jti
-    service = state(ctx).tokens()
-    last: TokenError | None = None
-    for purpose in PURPOSES:
-        try:
-            return service.verify(token_or_jti, purpose).jti
-        except TokenError as exc:
-            last = exc
-            if exc.problem.name in ("REVOKED", "EXPIRED", "ERASED"):
-                raise
-    assert last is not None
-    raise last
+    return state(ctx).tokens().identify(token_or_jti).jti
 
 
 @app.command("show")
@@ -141,20 +131,8 @@ def show(
     """Show what was issued (purpose, key, dates, status) without printing any values."""
     from datetime import UTC, datetime
 
-    from valuetune.token.paseto import TokenError
-
-    value = read_secret_argument(token_or_jti)
-    try:
-        jti = _jti_of(ctx, value)
-        status = "active"
-    except TokenError as exc:
-        if not value.startswith("v4.") or exc.problem.name not in ("REVOKED", "EXPIRED", "ERASED"):
-            raise
-        status = exc.problem.value
-        jti = None
-    if jti is None:
-        raise ValuetuneError(f"token is {status}; show it by its jti instead")
-    issued = state(ctx).token_store().issued(jti)
+    issued = state(ctx).token_store().issued(_jti_of(ctx, read_secret_argument(token_or_jti)))
+    status = "active"
     if issued.subject_erased:
         status = "erased"
     elif issued.revoked_at is not None:
@@ -182,17 +160,24 @@ def show(
 def revoke(
     ctx: typer.Context,
     token_or_jti: str = typer.Argument(..., help="A token, a token's jti, or - for stdin."),
+    everything: bool = typer.Option(
+        False, "--all", help="Revoke every token of this token's holder issued until now."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Revoke a token by the jti inside it; it is refused from now on."""
-    jti = _jti_of(ctx, read_secret_argument(token_or_jti))
-    issued = state(ctx).token_store().revoke(jti)
+    """Revoke a token by the jti inside it (or all its holder's tokens); refused from now on."""
+    store = state(ctx).token_store()
+    issued = store.revoke(_jti_of(ctx, read_secret_argument(token_or_jti)))
+    if everything:
+        store.revoke_subject(issued.sub)
     if as_json:
-        emit_json(
-            {"jti": issued.jti, "revoked_at": issued.revoked_at and issued.revoked_at.isoformat()}
-        )
+        revoked_at = issued.revoked_at.isoformat() if issued.revoked_at else None
+        emit_json({"jti": issued.jti, "revoked_at": revoked_at, "all_of_subject": everything})
     else:
-        typer.echo(f"revoked {issued.jti}")
+        typer.echo(
+            f"revoked {issued.jti}"
+            + (" and every earlier token of its holder" if everything else "")
+        )
 
 
 @app.command("reference")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -124,5 +124,5 @@ class RateLimit(Base):
     __tablename__ = "rate_limits"
 
     bucket: Mapped[str] = mapped_column(String(128), primary_key=True)
-    window_start: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[int] = mapped_column(BigInteger)  # epoch seconds, past 2038 too
     count: Mapped[int] = mapped_column(Integer)

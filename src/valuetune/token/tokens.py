@@ -171,8 +171,12 @@ class TokenService:
         body = {"ref": preference.jti, "v": preference.claims["v"]}
         return self._mint("reference", body, preference.sub, ttl, preference.expires_at)
 
-    def verify(self, token: str, purpose: Purpose = "preference") -> VerifiedToken:
-        """Check everything about `token`, or raise TokenError saying what is wrong."""
+    def authenticate(self, token: str, purpose: Purpose = "preference") -> VerifiedToken:
+        """Steps 1-4 of verification: shape, key, authenticity, purpose and claims.
+
+        Expiry and the registry (revocation, erasure) are not consulted: use this only to
+        identify a token of ours, e.g. to show or revoke it; use `verify` to trust it.
+        """
         parts = split_token(token)
         kind, implicit = PURPOSES[purpose]
         token_kind: KeyKind = "local" if parts.header == LOCAL_HEADER else "public"
@@ -194,15 +198,33 @@ class TokenService:
         if claims["iss"] != self.issuer:
             raise TokenError(TokenProblem.NOT_VALUETUNE, f"issued by {claims['iss']!r}")
         issued, expires = _parse_time(claims["iat"], "iat"), _parse_time(claims["exp"], "exp")
-        if expires <= self.clock():
-            raise TokenError(TokenProblem.EXPIRED, f"at {claims['exp']}")
-        refusal = self.registry.refusal(claims["jti"], claims["sub"], issued)
-        if refusal is not None:
-            raise TokenError(refusal)
         verified = VerifiedToken(claims, str(kid), purpose, issued, expires)
         if purpose != "reference":
             verified.profile()  # refuse a token whose profile does not decode
         return verified
+
+    def verify(self, token: str, purpose: Purpose = "preference") -> VerifiedToken:
+        """Check everything about `token`, or raise TokenError saying what is wrong."""
+        verified = self.authenticate(token, purpose)
+        if verified.expires_at <= self.clock():
+            raise TokenError(TokenProblem.EXPIRED, f"at {verified.claims['exp']}")
+        refusal = self.registry.refusal(verified.jti, verified.sub, verified.issued_at)
+        if refusal is not None:
+            raise TokenError(refusal)
+        return verified
+
+    def identify(self, token: str) -> VerifiedToken:
+        """Authenticate a token of any purpose (for show and revoke)."""
+        problem: TokenError | None = None
+        for purpose in PURPOSES:
+            try:
+                return self.authenticate(token, purpose)
+            except TokenError as exc:
+                if exc.problem is not TokenProblem.WRONG_PURPOSE:
+                    raise
+                problem = exc
+        assert problem is not None
+        raise problem
 
     @staticmethod
     def _other_purpose(key: Any, token: str, purpose: Purpose) -> bool:

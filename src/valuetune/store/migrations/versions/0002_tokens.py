@@ -53,7 +53,7 @@ def upgrade() -> None:
     op.create_table(
         "rate_limits",
         sa.Column("bucket", sa.String(128), primary_key=True),
-        sa.Column("window_start", sa.Integer, nullable=False),
+        sa.Column("window_start", sa.BigInteger, nullable=False),
         sa.Column("count", sa.Integer, nullable=False),
     )
 
