@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from valuetune.canonical import canonical_json
 from valuetune.errors import InvalidAnswerError, NotFoundError
@@ -36,6 +37,13 @@ def _aware(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=UTC)
+
+
+def _answer_count(s: Session, respondent_id: str) -> int:
+    query = (
+        select(func.count()).select_from(Response).where(Response.respondent_id == respondent_id)
+    )
+    return s.scalar(query) or 0
 
 
 @dataclass(frozen=True)
@@ -67,14 +75,7 @@ class SurveyStore:
             r = s.get(Respondent, respondent_id)
             if r is None:
                 raise NotFoundError(f"no respondent {respondent_id!r}")
-            answers = (
-                s.scalar(
-                    select(func.count())
-                    .select_from(Response)
-                    .where(Response.respondent_id == respondent_id)
-                )
-                or 0
-            )
+            answers = _answer_count(s, respondent_id)
             return self._summary(r, answers)
 
     @staticmethod
@@ -100,14 +101,7 @@ class SurveyStore:
                 respondent = s.get(Respondent, respondent_id)
                 if respondent is None:
                     raise NotFoundError(f"no respondent {respondent_id!r}")
-                seq = (
-                    s.scalar(
-                        select(func.count())
-                        .select_from(Response)
-                        .where(Response.respondent_id == respondent_id)
-                    )
-                    or 0
-                )
+                seq = _answer_count(s, respondent_id)
                 s.add(
                     Response(
                         respondent_id=respondent_id,
@@ -135,14 +129,7 @@ class SurveyStore:
             respondent = s.get(Respondent, respondent_id)
             if respondent is None:
                 raise NotFoundError(f"no respondent {respondent_id!r}")
-            answered = (
-                s.scalar(
-                    select(func.count())
-                    .select_from(Response)
-                    .where(Response.respondent_id == respondent_id)
-                )
-                or 0
-            )
+            answered = _answer_count(s, respondent_id)
             stored = s.get(StoredProfile, respondent_id)
             if stored is None:
                 stored = StoredProfile(respondent_id=respondent_id)
