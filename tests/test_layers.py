@@ -60,3 +60,29 @@ def test_no_module_is_longer_than_600_lines() -> None:
         if (n := len(p.read_text().splitlines())) > 600
     ]
     assert not long, long
+
+
+ML = {"torch", "transformers", "trl", "peft", "accelerate", "safetensors"}
+ML_MODULES = {"llm/local.py", "llm/embedded.py", "tune/steer.py", "tune/dpo.py", "tune/soup.py"}
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_ml_libraries_are_imported_only_by_inference_and_training_modules() -> None:
+    bad = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel in ML_MODULES:
+            continue
+        # the CLI may import them lazily inside commands; nothing else may import them at all
+        names = _top_level_imports(path) if rel.startswith("cli/") else _imports(path)
+        bad += [f"{rel} imports {n}" for n in names if n.split(".")[0] in ML]
+    assert not bad, "\n".join(bad)

@@ -11,7 +11,18 @@ import typer
 from typer.core import TyperGroup
 
 from valuetune import __version__
-from valuetune.cli import alias, db, keys, personas, precis, profile, simulate, survey, tokens
+from valuetune.cli import (
+    alias,
+    db,
+    keys,
+    personas,
+    precis,
+    profile,
+    simulate,
+    survey,
+    tokens,
+    tune,
+)
 from valuetune.cli.common import CliState
 from valuetune.errors import ValuetuneError
 from valuetune.settings import Settings
@@ -76,6 +87,9 @@ app.add_typer(tokens.app, name="token")
 app.add_typer(keys.app, name="keys")
 app.add_typer(alias.app, name="alias")
 app.command("precis")(precis.precis_command)
+app.add_typer(tune.data_app, name="data")
+app.command("tune")(tune.tune_command)
+app.command("eval")(tune.eval_command)
 
 
 def run() -> None:

@@ -1,0 +1,1 @@
+"""Measuring alignment: the persona-fit benchmark, capability retention, method comparison."""

@@ -1,0 +1,190 @@
+"""Local transformers models: the embedded default or any Hugging Face model directory.
+
+Device and dtype are chosen automatically: CUDA with bf16 (fp16 where bf16 is missing),
+else CPU with bf16 only where the processor has native bf16 (AVX512-BF16 or AMX), since
+emulated bf16 is slower than fp32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from valuetune.llm.base import (
+    BackendError,
+    ContinuationScore,
+    Generation,
+    GenerationOptions,
+    LLMBackend,
+    Message,
+)
+from valuetune.llm.embedded import cached_model_dir
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    if preference != "auto":
+        return torch.device(preference)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(device: torch.device, preference: str = "auto") -> torch.dtype:
+    if preference != "auto":
+        try:
+            return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+                preference
+            ]
+        except KeyError:
+            raise BackendError(
+                f"unknown dtype {preference!r}: float32, bfloat16 or float16"
+            ) from None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return torch.bfloat16 if native_bf16 else torch.float32
+
+
+def _as_dicts(messages: Sequence[Message]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+class TransformersBackend(LLMBackend):
+    """A causal language model run in-process with transformers."""
+
+    name = "transformers"
+    supports_logprobs = True
+    supports_adapters = True
+    supports_steering = True
+
+    def __init__(self, model: PreTrainedModel, tokenizer: Any, *, model_id: str) -> None:
+        model.train(False)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    @classmethod
+    def from_directory(
+        cls, path: str | Path, *, device: str = "auto", dtype: str = "auto", local_only: bool = True
+    ) -> TransformersBackend:
+        """Load a model directory (or a hub id when `local_only` is False and online)."""
+        where = pick_device(device)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local_only)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(path), dtype=pick_dtype(where, dtype), local_files_only=local_only
+            )
+        except (OSError, ValueError) as exc:
+            raise BackendError(f"cannot load a model from {path}: {exc}".splitlines()[0]) from None
+        return cls(model.to(where), tokenizer, model_id=str(path))  # type: ignore[arg-type]
+
+    @classmethod
+    def embedded(
+        cls, home: Path, *, device: str = "auto", dtype: str = "auto"
+    ) -> TransformersBackend:
+        """The embedded SmolLM2-135M-Instruct, converted and cached on first use."""
+        return cls.from_directory(cached_model_dir(home), device=device, dtype=dtype)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(next(self.model.parameters()).device)
+
+    def chat_ids(self, messages: Sequence[Message], *, add_generation_prompt: bool) -> list[int]:
+        ids = self.tokenizer.apply_chat_template(
+            _as_dicts(messages), add_generation_prompt=add_generation_prompt, tokenize=True
+        )
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        return [int(i) for i in ids]
+
+    def continuation_ids(
+        self, messages: Sequence[Message], continuation: str
+    ) -> tuple[list[int], list[int]]:
+        """(prompt ids, continuation ids): the reply as the chat template renders it."""
+        prompt = self.chat_ids(messages, add_generation_prompt=True)
+        full = self.chat_ids(
+            [*messages, Message("assistant", continuation)], add_generation_prompt=False
+        )
+        if full[: len(prompt)] != prompt:  # template does not extend the prompt: tokenize apart
+            tail = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+            return prompt, [*tail, self.tokenizer.eos_token_id]
+        return prompt, full[len(prompt) :]
+
+    @torch.inference_mode()
+    def score(
+        self, messages: Sequence[Message], continuations: Sequence[str]
+    ) -> list[ContinuationScore]:
+        if not continuations:
+            return []
+        pairs = [self.continuation_ids(messages, c) for c in continuations]
+        rows = [p + c for p, c in pairs]
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        logits = self.model(
+            input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+        ).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)  # (batch, width, vocab)
+        out = []
+        for i, (prompt, cont) in enumerate(pairs):
+            # token t is predicted at position t-1
+            positions = torch.arange(
+                len(prompt) - 1, len(prompt) + len(cont) - 1, device=self.device
+            )
+            targets = torch.tensor(cont, device=self.device)
+            total = logprobs[i, positions, targets].sum().item()
+            out.append(ContinuationScore(float(total), len(cont)))
+        return out
+
+    @torch.inference_mode()
+    def perplexity(self, texts: Sequence[str]) -> float:
+        """exp of the mean token negative log-likelihood over all `texts`."""
+        total, count = 0.0, 0
+        for text in texts:
+            ids = self.tokenizer(text, return_tensors="pt")["input_ids"].to(self.device)
+            if ids.shape[1] < 2:
+                continue
+            logits = self.model(input_ids=ids).logits.float()
+            logprobs = torch.log_softmax(logits[0, :-1], dim=-1)
+            total -= logprobs.gather(1, ids[0, 1:, None]).sum().item()
+            count += ids.shape[1] - 1
+        if count == 0:
+            raise BackendError("perplexity needs text of at least two tokens")
+        return float(torch.exp(torch.tensor(total / count)).item())
+
+    @torch.inference_mode()
+    def generate(self, messages: Sequence[Message], options: GenerationOptions) -> Generation:
+        prompt = self.chat_ids(messages, add_generation_prompt=True)
+        if options.seed is not None:
+            torch.manual_seed(options.seed)
+        sampling = options.temperature > 0
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": options.max_new_tokens,
+            "do_sample": sampling,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if sampling:
+            kwargs.update(temperature=options.temperature, top_p=options.top_p)
+        if options.stop:
+            kwargs.update(stop_strings=list(options.stop), tokenizer=self.tokenizer)
+        ids = torch.tensor([prompt], device=self.device)
+        output = self.model.generate(  # type: ignore[operator]
+            ids, attention_mask=torch.ones_like(ids), **kwargs
+        )[0]
+        new = output[len(prompt) :].tolist()
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        finish: Literal["stop", "length"] = (
+            "length" if len(new) >= options.max_new_tokens else "stop"
+        )
+        for stop in options.stop:
+            if stop in text:
+                text, finish = text[: text.index(stop)], "stop"
+        return Generation(text, len(prompt), len(new), finish)

@@ -1,0 +1,1 @@
+"""Aligning a model to a token: scenario bank, personal pairs, précis / steer / dpo / soup."""

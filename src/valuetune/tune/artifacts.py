@@ -1,0 +1,92 @@
+"""Artifacts on disk describe themselves and appear only when complete.
+
+Every artifact directory (a dataset, steering vectors, an adapter) holds
+`valuetune-artifact.json`: what produced it, from which inputs (hashes), with which
+versions and settings. Writers fill a temporary sibling directory and rename it into
+place at the end, so a killed job never leaves a half-written artifact under the final
+name; readers refuse a directory without complete metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from valuetune.canonical import canonical_json
+from valuetune.errors import ValuetuneError
+
+METADATA = "valuetune-artifact.json"
+FORMAT = "valuetune-artifact/v1"
+
+
+class ArtifactError(ValuetuneError):
+    """An artifact directory is missing, incomplete, corrupted or of the wrong kind."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def jti_hash(jti: str) -> str:
+    """Artifacts name the token they were made for by a hash of its jti, never the token."""
+    return sha256_bytes(f"valuetune-jti:{jti}".encode())[:32]
+
+
+@contextmanager
+def writing_artifact(out: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary directory that becomes `out` when the block finishes without error."""
+    out = out.resolve()
+    occupied = out.is_file() or (out.is_dir() and any(out.iterdir()))
+    if occupied and not overwrite:
+        raise ArtifactError(f"{out} already exists; choose another --out or remove it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield work
+        if not (work / METADATA).is_file():
+            raise ArtifactError("internal error: artifact written without metadata")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def write_metadata(folder: Path, kind: str, **fields: Any) -> dict[str, Any]:
+    reserved = {"format", "kind", "created_at", "valuetune"} & set(fields)
+    if reserved:
+        raise ValueError(f"metadata fields {sorted(reserved)} are reserved")
+    meta = {
+        "format": FORMAT,
+        "kind": kind,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "valuetune": importlib.metadata.version("valuetune"),
+        **fields,
+    }
+    (folder / METADATA).write_text(canonical_json(meta, precision=6) + "\n")
+    return meta
+
+
+def read_metadata(folder: Path, kind: str | None = None) -> dict[str, Any]:
+    path = folder / METADATA
+    if not path.is_file():
+        raise ArtifactError(f"{folder} is not a finished valuetune artifact (no {METADATA})")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path} is corrupted: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ArtifactError(f"{path} is not valuetune artifact metadata")
+    if kind is not None and meta.get("kind") != kind:
+        raise ArtifactError(f"{folder} holds a {meta.get('kind')!r} artifact, not {kind!r}")
+    return meta

@@ -1,0 +1,159 @@
+"""The transformers backend on a tiny random model (mechanics) and the real embedded model."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from valuetune.llm.base import (  # noqa: E402
+    BackendError,
+    BackendRegistry,
+    GenerationOptions,
+    LLMBackend,
+    Message,
+)
+from valuetune.llm.embedded import METADATA_FILE, cached_model_dir, embedded_gguf, sha256_file  # noqa: E402
+from valuetune.llm.local import TransformersBackend, pick_dtype  # noqa: E402
+
+CHAT = [Message("user", "My neighbour plays loud music at night. What should I do?")]
+REPLIES = [
+    "Talk to your neighbour kindly and explain how the noise affects your sleep.",
+    "Call the police.",
+    "Write a polite note and suggest quiet hours that work for both of you, then follow up.",
+]
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Any:
+    gguf = embedded_gguf()
+    return transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+@pytest.fixture(scope="session")
+def tiny(tokenizer: Any) -> TransformersBackend:
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+    )
+    return TransformersBackend(transformers.LlamaForCausalLM(config), tokenizer, model_id="tiny")
+
+
+def _manual_logprob(backend: TransformersBackend, reply: str) -> tuple[float, int]:
+    """Independent reference: one unpadded forward pass over prompt + reply."""
+    prompt, cont = backend.continuation_ids(CHAT, reply)
+    ids = torch.tensor([prompt + cont])
+    with torch.no_grad():
+        logits = backend.model(input_ids=ids).logits[0].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    total = sum(logprobs[len(prompt) + k - 1, tok].item() for k, tok in enumerate(cont))
+    return total, len(cont)
+
+
+def test_continuation_ids_follow_the_chat_template(tiny: TransformersBackend) -> None:
+    prompt, cont = tiny.continuation_ids(CHAT, REPLIES[0])
+    full = tiny.chat_ids([*CHAT, Message("assistant", REPLIES[0])], add_generation_prompt=False)
+    assert prompt + cont == full
+    assert REPLIES[0] in tiny.tokenizer.decode(cont)
+
+
+def test_batched_scores_equal_unpadded_reference(tiny: TransformersBackend) -> None:
+    batched = tiny.score(CHAT, REPLIES)
+    for reply, score in zip(REPLIES, batched, strict=True):
+        total, count = _manual_logprob(tiny, reply)
+        assert score.tokens == count
+        assert score.logprob == pytest.approx(total, abs=1e-3)
+        assert score.mean_logprob == pytest.approx(total / count, abs=1e-4)
+    assert tiny.score(CHAT, []) == []
+
+
+def test_generation_is_deterministic_and_respects_limits(tiny: TransformersBackend) -> None:
+    options = GenerationOptions(max_new_tokens=12)
+    first, second = tiny.generate(CHAT, options), tiny.generate(CHAT, options)
+    assert first == second
+    assert first.completion_tokens <= 12
+    assert first.prompt_tokens == len(tiny.chat_ids(CHAT, add_generation_prompt=True))
+    sampled = GenerationOptions(max_new_tokens=12, temperature=1.0, seed=7)
+    assert tiny.generate(CHAT, sampled) == tiny.generate(CHAT, sampled)
+
+
+def test_perplexity_matches_its_definition(tiny: TransformersBackend) -> None:
+    texts = ["The water cycle moves water between sea, air and land.", "Bread needs flour."]
+    total, count = 0.0, 0
+    for text in texts:
+        ids = tiny.tokenizer(text, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            logits = tiny.model(input_ids=ids).logits[0].float()
+        lp = torch.log_softmax(logits[:-1], dim=-1).gather(1, ids[0, 1:, None])
+        total -= lp.sum().item()
+        count += ids.shape[1] - 1
+    assert tiny.perplexity(texts) == pytest.approx(math.exp(total / count), rel=1e-4)
+    with pytest.raises(BackendError):
+        tiny.perplexity([""])
+
+
+def test_options_refuse_unknown_fields_and_bad_values() -> None:
+    with pytest.raises(ValueError):
+        GenerationOptions(max_new_tokens=10, frequency_penalty=1.0)  # type: ignore[call-arg]
+    with pytest.raises(ValueError):
+        GenerationOptions(temperature=-1)
+
+
+def test_registry_refuses_duplicates_and_names_unknown_backends(tiny: TransformersBackend) -> None:
+    registry = BackendRegistry()
+    registry.register("tiny", lambda: tiny)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("tiny", lambda: tiny)
+    assert isinstance(registry.create("tiny"), LLMBackend)
+    with pytest.raises(BackendError, match="registered: tiny"):
+        registry.create("nope")
+
+
+def test_cpu_dtype_is_float32_without_native_bf16() -> None:
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    expected = torch.bfloat16 if native else torch.float32
+    assert pick_dtype(torch.device("cpu")) == expected
+    assert pick_dtype(torch.device("cpu"), "float32") == torch.float32
+    with pytest.raises(BackendError):
+        pick_dtype(torch.device("cpu"), "float8")
+
+
+def test_missing_model_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match="cannot load a model"):
+        TransformersBackend.from_directory(tmp_path / "no-model")
+
+
+@pytest.mark.slow
+def test_the_real_embedded_model_converts_once_and_answers_sensibly(tmp_path: Path) -> None:
+    folder = cached_model_dir(tmp_path)
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    assert meta["gguf_sha256"] == sha256_file(embedded_gguf())
+    config = json.loads((folder / "config.json").read_text())
+    assert "quantization_config" not in config
+    assert not list(tmp_path.glob("models/.*"))  # no partial conversion left behind
+    stamp = (folder / "model.safetensors").stat().st_mtime
+    assert cached_model_dir(tmp_path) == folder
+    assert (folder / "model.safetensors").stat().st_mtime == stamp  # loaded from the cache
+    model = TransformersBackend.embedded(tmp_path)
+    good, bad = model.score(
+        [Message("user", "What is the capital of France?")],
+        ["The capital of France is Paris.", "Seventeen purple bananas sang."],
+    )
+    assert good.mean_logprob > bad.mean_logprob + 1.0
+    answer = model.generate(
+        [Message("user", "What is the capital of France?")], GenerationOptions(max_new_tokens=20)
+    )
+    assert "Paris" in answer.text
