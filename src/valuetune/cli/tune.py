@@ -26,9 +26,11 @@ def methods() -> MethodRegistry:
     """The built-in alignment methods, registered like third-party ones would be."""
     from valuetune.tune.methods import MethodRegistry
     from valuetune.tune.precis import PrecisMethod
+    from valuetune.tune.steer import SteerMethod
 
     registry = MethodRegistry()
     registry.register(PrecisMethod())
+    registry.register(SteerMethod())
     return registry
 
 

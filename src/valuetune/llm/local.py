@@ -7,6 +7,7 @@ emulated bf16 is slower than fp32.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -90,6 +91,12 @@ class TransformersBackend(LLMBackend):
         return cls.from_directory(cached_model_dir(home), device=device, dtype=dtype)
 
     @property
+    def _cache_argument(self) -> str:
+        """transformers 5 renamed `past_key_values` to `cache`; accept either version."""
+        params = inspect.signature(self.model.forward).parameters
+        return "cache" if "cache" in params else "past_key_values"
+
+    @property
     def device(self) -> torch.device:
         return torch.device(next(self.model.parameters()).device)
 
@@ -118,31 +125,52 @@ class TransformersBackend(LLMBackend):
     def score(
         self, messages: Sequence[Message], continuations: Sequence[str]
     ) -> list[ContinuationScore]:
+        """Log-likelihoods of each continuation, sharing one pass over the common prompt.
+
+        The prompt runs once with a KV cache; the continuations then run as one padded
+        batch on top of it. Only the logits at continuation positions are normalised.
+        """
         if not continuations:
             return []
         pairs = [self.continuation_ids(messages, c) for c in continuations]
-        rows = [p + c for p, c in pairs]
-        width = max(len(r) for r in rows)
+        prompt = pairs[0][0]
+        if any(p != prompt for p, _ in pairs):  # a template that rewrites the prompt
+            return [self._score_separately(p, c) for p, c in pairs]
+        conts = [c for _, c in pairs]
+        width = max(len(c) for c in conts)
         pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = 1
-        logits = self.model(
-            input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
-        ).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1)  # (batch, width, vocab)
+        ids = torch.full((len(conts), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(conts), len(prompt) + width), dtype=torch.long)
+        mask[:, : len(prompt)] = 1
+        for i, cont in enumerate(conts):
+            ids[i, : len(cont)] = torch.tensor(cont)
+            mask[i, len(prompt) : len(prompt) + len(cont)] = 1
+        head = self.model(input_ids=torch.tensor([prompt], device=self.device), use_cache=True)
+        cache = head.past_key_values
+        cache.batch_repeat_interleave(len(conts))
+        tail = self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            use_cache=True,
+            **{self._cache_argument: cache},
+        ).logits  # (batch, width, vocab): position k predicts continuation token k+1
+        first = torch.log_softmax(head.logits[0, -1].float(), dim=-1)
         out = []
-        for i, (prompt, cont) in enumerate(pairs):
-            # token t is predicted at position t-1
-            positions = torch.arange(
-                len(prompt) - 1, len(prompt) + len(cont) - 1, device=self.device
-            )
-            targets = torch.tensor(cont, device=self.device)
-            total = logprobs[i, positions, targets].sum().item()
+        for i, cont in enumerate(conts):
+            rest = torch.log_softmax(tail[i, : len(cont) - 1].float(), dim=-1)
+            targets = torch.tensor(cont[1:], device=self.device)
+            total = first[cont[0]].item() + rest.gather(1, targets[:, None]).sum().item()
             out.append(ContinuationScore(float(total), len(cont)))
         return out
+
+    def _score_separately(self, prompt: list[int], cont: list[int]) -> ContinuationScore:
+        ids = torch.tensor([prompt + cont], device=self.device)
+        logits = self.model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        targets = torch.tensor(cont, device=self.device)
+        return ContinuationScore(
+            float(logprobs.gather(1, targets[:, None]).sum().item()), len(cont)
+        )
 
     @torch.inference_mode()
     def perplexity(self, texts: Sequence[str]) -> float:

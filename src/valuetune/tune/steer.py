@@ -10,8 +10,9 @@ Application: at each chosen layer a forward hook adds
     strength · r_L · d_L / |d_L|,   d_L = Σ_axis θ_axis · u_axis,L
 to the residual stream, where r_L is the layer's typical hidden-state norm and θ the
 holder's value estimates: the profile sets the direction, and `strength` the size as a
-fraction of the residual norm. The strength is chosen on training scenarios (never the
-held-out ones) from a small grid.
+fraction of the residual norm. The strength is chosen from a small grid: the best fit on
+training scenarios (never the held-out ones) among strengths that keep the perplexity of
+general text within `max_perplexity_increase` of the base model's.
 
 Decoder layers are found through `LAYER_PATHS` (override with `layers_path`), not a
 hard-coded attribute.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from valuetune.evaluate.fit import persona_fit
+from valuetune.evaluate.report import general_text
 from valuetune.llm.base import (
     BackendError,
     ContinuationScore,
@@ -73,11 +75,13 @@ class SteerConfig:
     layer_fractions: tuple[float, ...] = (0.4, 0.5, 0.6)
     """Depths at which to steer, as fractions of the layer count."""
     estimator: Literal["mean", "pca"] = "mean"
-    pairs_per_axis: int = 24
+    pairs_per_axis: int = 8
     """Contrast pairs per axis used for extraction (the most contrasting first)."""
     strengths: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.4)
     """Grid searched on training scenarios; 0 keeps the base model if steering hurts."""
-    calibration_scenarios: int = 48
+    calibration_scenarios: int = 32
+    max_perplexity_increase: float = 0.10
+    """Strengths that raise general-text perplexity by more than this are not eligible."""
     layers_path: str | None = None
     batch_size: int = 16
     extra: dict[str, Any] = field(default_factory=dict)
@@ -101,34 +105,59 @@ def contrast_pairs(
     return [(p, h, lo) for _, _, p, h, lo in found[:limit]]
 
 
+class _StopForwardSignal(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by a hook once the deepest needed layer has run: later layers are skipped."""
+
+
 @torch.inference_mode()
 def reply_activations(
     backend: TransformersBackend,
     items: Sequence[tuple[str, str]],
     layers: Sequence[int],
     batch: int,
+    layers_path: str | None = None,
 ) -> torch.Tensor:
-    """Mean decoder-layer output over each reply's tokens: (items, layers, hidden)."""
+    """Mean decoder-layer output over each reply's tokens: (items, layers, hidden).
+
+    Hooks capture the chosen layers' outputs and stop the forward pass after the deepest
+    one, so the layers above it (and the vocabulary projection) never run.
+    """
+    blocks = decoder_layers(backend.model, layers_path)
+    captured: dict[int, torch.Tensor] = {}
+
+    def capture(index: int) -> Any:
+        def hook(_m: Any, _i: Any, output: Any) -> None:
+            captured[index] = output[0] if isinstance(output, tuple) else output
+            if index == max(layers):
+                raise _StopForwardSignal
+
+        return hook
+
+    handles = [blocks[layer].register_forward_hook(capture(layer)) for layer in layers]
     out = []
-    for start in range(0, len(items), batch):
-        chunk = items[start : start + batch]
-        encoded = [backend.continuation_ids([Message("user", p)], r) for p, r in chunk]
-        width = max(len(p) + len(c) for p, c in encoded)
-        ids = torch.full((len(chunk), width), backend.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, (p, c) in enumerate(encoded):
-            ids[i, : len(p) + len(c)] = torch.tensor(p + c)
-            mask[i, : len(p) + len(c)] = 1
-        hidden = backend.model(
-            input_ids=ids.to(backend.device),
-            attention_mask=mask.to(backend.device),
-            output_hidden_states=True,
-        ).hidden_states  # embeddings, then each layer's output
-        for i, (p, c) in enumerate(encoded):
-            span = slice(len(p), len(p) + len(c))
-            out.append(
-                torch.stack([hidden[layer + 1][i, span].float().mean(0) for layer in layers])
-            )
+    try:
+        for start in range(0, len(items), batch):
+            chunk = items[start : start + batch]
+            encoded = [backend.continuation_ids([Message("user", p)], r) for p, r in chunk]
+            width = max(len(p) + len(c) for p, c in encoded)
+            ids = torch.full((len(chunk), width), backend.tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for i, (p, c) in enumerate(encoded):
+                ids[i, : len(p) + len(c)] = torch.tensor(p + c)
+                mask[i, : len(p) + len(c)] = 1
+            captured.clear()
+            with suppress(_StopForwardSignal):
+                backend.model(
+                    input_ids=ids.to(backend.device), attention_mask=mask.to(backend.device)
+                )
+            for i, (p, c) in enumerate(encoded):
+                span = slice(len(p), len(p) + len(c))
+                out.append(
+                    torch.stack([captured[layer][i, span].float().mean(0) for layer in layers])
+                )
+    finally:
+        for handle in handles:
+            handle.remove()
     return torch.stack(out)
 
 
@@ -154,6 +183,7 @@ def extract_vectors(
             [(p, h) for p, h, _ in pairs] + [(p, lo) for p, _, lo in pairs],
             layers,
             config.batch_size,
+            config.layers_path,
         )
         high, low = acts[: len(pairs)], acts[len(pairs) :]
         norms.append(acts.norm(dim=-1).mean(0))
@@ -233,7 +263,8 @@ def combine(
     for axis, unit in vectors.items():
         total += profile.values[axes.value_ids.index(axis)] * unit
     direction = total / total.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    return strength * norms[:, None] * direction
+    offset: torch.Tensor = strength * norms[:, None] * direction
+    return offset
 
 
 class SteerMethod(AlignmentMethod):
@@ -253,16 +284,19 @@ class SteerMethod(AlignmentMethod):
         layers, vectors, norms = extract_vectors(backend, train, axes, self.config)
         extraction_s = time.perf_counter() - started
         calibration = train[: self.config.calibration_scenarios]
-        fits = {}
+        texts = general_text()[:6]
+        base_ppl = backend.perplexity(texts)
+        fits: dict[float, float] = {}
+        ppl_change: dict[float, float] = {}
         for strength in self.config.strengths:
-            steered = SteeredBackend(
-                backend,
-                layers,
-                combine(request.profile, layers, vectors, norms, strength),
-                self.config.layers_path,
-            )
+            delta = combine(request.profile, layers, vectors, norms, strength)
+            steered = SteeredBackend(backend, layers, delta, self.config.layers_path)
+            ppl_change[strength] = steered.perplexity(texts) / base_ppl - 1.0
+            if ppl_change[strength] > self.config.max_perplexity_increase:
+                continue  # too damaging to general ability, whatever the fit
             fits[strength] = persona_fit(steered, request.profile, calibration).fit
-        best = max(self.config.strengths, key=lambda s: (fits[s], -s))
+        eligible = list(fits) or [0.0]
+        best = max(eligible, key=lambda s: (fits.get(s, 0.0), -s))
         tensors = {f"axis.{a}": v.contiguous() for a, v in vectors.items()}
         tensors["layer_norms"] = norms.contiguous()
         tensors["weights"] = torch.tensor(request.profile.values, dtype=torch.float32)
@@ -277,6 +311,7 @@ class SteerMethod(AlignmentMethod):
                 layers=layers,
                 strength=best,
                 calibration_fit={str(k): round(v, 4) for k, v in fits.items()},
+                calibration_perplexity_change={str(k): round(v, 4) for k, v in ppl_change.items()},
                 extraction_seconds=round(extraction_s, 2),
                 axes=sorted(vectors),
                 schema=request.profile.schema,

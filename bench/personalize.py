@@ -1,0 +1,79 @@
+"""Persona fit of every alignment method for contrasting personas (issue 4's targets).
+
+Run:  .venv/bin/python bench/personalize.py [--personas progressive-activist national-conservative]
+      [--methods precis steer] [--home DIR]
+
+For each persona: the base model's fit on the held-out scenarios, each method's fit, gain,
+95% CI and perplexity change, build time; and, between the first two personas, how often
+their personalized models choose differently on the held-out scenarios where the two
+profiles disagree. Uses the embedded model (converted once under --home).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from valuetune.evaluate.report import evaluate_method
+from valuetune.llm.local import TransformersBackend
+from valuetune.tune.methods import AlignmentMethod, TuneRequest
+from valuetune.tune.precis import PrecisMethod
+from valuetune.tune.scenarios import load_scenario_bank
+from valuetune.tune.steer import SteerMethod
+from valuetune.values.personas import get_persona
+
+METHODS: dict[str, AlignmentMethod] = {"precis": PrecisMethod(), "steer": SteerMethod()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--personas", nargs="+", default=["progressive-activist", "national-conservative"]
+    )
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--home", type=Path, default=Path(tempfile.gettempdir()) / "vt-bench-home")
+    args = parser.parse_args()
+    backend = TransformersBackend.embedded(args.home)
+    bank = load_scenario_bank()
+    heldout = bank.split("heldout")
+    work = Path(tempfile.mkdtemp(prefix="vt-bench-"))
+    print(f"{len(heldout)} held-out scenarios; model {backend.model_id}\n")
+    print(
+        "| persona | method | fit | 95% CI | base fit | gain | rank corr | ppl change | build s |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    aligned: dict[tuple[str, str], Any] = {}
+    for persona_id in args.personas:
+        profile = get_persona(persona_id).profile
+        for name in args.methods:
+            method = METHODS[name]
+            out = work / f"{persona_id}-{name}"
+            started = time.perf_counter()
+            method.build(TuneRequest(backend, profile, persona_id, bank, backend.model_id, {}), out)
+            built = time.perf_counter() - started
+            model = method.apply(backend, out)
+            doc = evaluate_method(backend, model, profile, bank, method=name)
+            aligned[(persona_id, name)] = doc["choices"]
+            print(
+                f"| {persona_id} | {name} | {doc['fit']:.3f} | {doc['fit_ci'][0]:.2f}-"
+                f"{doc['fit_ci'][1]:.2f} | {doc['base_fit']:.3f} | {doc['gain']:+.3f} | "
+                f"{doc['rank_correlation']:.3f} | {doc['perplexity_change']:+.1%} | {built:.0f} |",
+                flush=True,
+            )
+    if len(args.personas) >= 2:
+        first, second = (get_persona(p).profile for p in args.personas[:2])
+        contested = {s.id for s in heldout if s.ranking(first)[0][0] != s.ranking(second)[0][0]}
+        print(f"\n{len(contested)} held-out scenarios where the two profiles' first choices differ")
+        for name in args.methods:
+            one, two = aligned[(args.personas[0], name)], aligned[(args.personas[1], name)]
+            share = sum(one[s] != two[s] for s in contested) / max(1, len(contested))
+            print(f"- {name}: the two personalized models choose differently on {share:.0%}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""`valuetune data build`, `tune` and `eval` through the CLI, on a tiny saved model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from valuetune.cli.main import app  # noqa: E402
+from valuetune.llm.embedded import embedded_gguf  # noqa: E402
+from valuetune.tune.artifacts import read_metadata  # noqa: E402
+
+RUNNER = CliRunner()
+
+
+def run(args: list[str], input: str | None = None) -> Any:
+    return RUNNER.invoke(app, args, input=input)
+
+
+def ok_json(args: list[str]) -> Any:
+    result = run([*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-model")
+    gguf = embedded_gguf()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+    )
+    transformers.LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def token(tmp_path: Path) -> str:
+    profile = tmp_path / "p.json"
+    result = run(["personas", "show", "progressive-activist", "--json"])
+    profile.write_text(result.stdout)
+    return str(ok_json(["token", "mint", "--profile", str(profile)])["token"])
+
+
+def test_data_build_writes_trl_rows_for_training_scenarios_only(token: str, tmp_path: Path) -> None:
+    from valuetune.tune.scenarios import load_scenario_bank
+
+    doc = ok_json(["data", "build", "--token", token, "--out", str(tmp_path / "d")])
+    rows = [json.loads(x) for x in (tmp_path / "d" / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == doc["pairs"] > 50
+    heldout = {s.id for s in load_scenario_bank().split("heldout")}
+    assert not heldout & {r["scenario_id"] for r in rows}
+    assert token not in (tmp_path / "d" / "valuetune-artifact.json").read_text()
+    again = run(["data", "build", "--token", token, "--out", str(tmp_path / "d")])
+    assert again.exit_code != 0 and "already exists" in again.stderr
+    bad = run(["data", "build", "--token", "v4.local.xyz", "--out", str(tmp_path / "e")])
+    assert bad.exit_code == 3 and not (tmp_path / "e").exists()
+
+
+def test_tune_and_eval_with_precis_and_steer(
+    token: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    model = ["--model", str(tiny_model_dir)]
+    for method in ("precis", "steer"):
+        out = tmp_path / method
+        meta = ok_json(["tune", "--token", token, "--method", method, "--out", str(out), *model])
+        assert read_metadata(out)["method"] == method == meta["method"]
+        doc = ok_json(
+            ["eval", "--token", token, "--method", method, "--artifact", str(out), *model]
+        )
+        for field in (
+            "fit",
+            "fit_ci",
+            "base_fit",
+            "gain",
+            "perplexity_change",
+            "method",
+            "per_axis",
+        ):
+            assert field in doc
+        assert 0.0 <= doc["fit"] <= 1.0 and doc["fit_ci"][0] <= doc["fit"] <= doc["fit_ci"][1]
+        assert doc["gain"] == pytest.approx(doc["fit"] - doc["base_fit"], abs=1e-3)
+        assert doc["n_items"] >= 50
+    assert (
+        ok_json(["eval", "--token", token, "--method", "precis", *model])["perplexity_change"]
+        == 0.0
+    )
+
+
+def test_unknown_method_and_missing_model_are_clear_errors(token: str, tmp_path: Path) -> None:
+    result = run(["tune", "--token", token, "--method", "magic", "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0 and "unknown method 'magic'" in result.stderr
+    result = run(
+        ["tune", "--token", token, "--out", str(tmp_path / "x"), "--model", str(tmp_path / "none")]
+    )
+    assert result.exit_code != 0 and "cannot load a model" in result.stderr
+    assert "Traceback" not in result.output
