@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -81,3 +82,36 @@ def database(db_url: str) -> Iterator[Database]:
 @pytest.fixture
 def store(database: Database) -> SurveyStore:
     return SurveyStore(database)
+
+
+@pytest.fixture(scope="session")
+def embedded_tokenizer() -> Any:
+    """The embedded model's tokenizer (with its chat template), loaded once per run."""
+    transformers = pytest.importorskip("transformers")
+    from valuetune.llm.embedded import embedded_gguf
+
+    gguf = embedded_gguf()
+    return transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+@pytest.fixture(scope="session")
+def make_tiny_llama(embedded_tokenizer: Any) -> Callable[..., Any]:
+    """Build a tiny random Llama over the embedded tokenizer: real mechanics, in milliseconds."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+
+    def build(layers: int = 4, *, tie_embeddings: bool = False, seed: int = 0) -> Any:
+        torch.manual_seed(seed)
+        config = transformers.LlamaConfig(
+            vocab_size=len(embedded_tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+            tie_word_embeddings=tie_embeddings,
+        )
+        return transformers.LlamaForCausalLM(config)
+
+    return build

@@ -31,25 +31,9 @@ REPLIES = [
 
 
 @pytest.fixture(scope="session")
-def tokenizer() -> Any:
-    gguf = embedded_gguf()
-    return transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-
-
-@pytest.fixture(scope="session")
-def tiny(tokenizer: Any) -> TransformersBackend:
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-    )
-    return TransformersBackend(transformers.LlamaForCausalLM(config), tokenizer, model_id="tiny")
+def tiny(embedded_tokenizer: Any, make_tiny_llama: Any) -> TransformersBackend:
+    model = make_tiny_llama(2, tie_embeddings=True)
+    return TransformersBackend(model, embedded_tokenizer, model_id="tiny")
 
 
 def _manual_logprob(backend: TransformersBackend, reply: str) -> tuple[float, int]:

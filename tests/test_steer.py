@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,6 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from valuetune.llm.base import BackendError, GenerationOptions, Message  # noqa: E402
-from valuetune.llm.embedded import embedded_gguf  # noqa: E402
 from valuetune.llm.local import TransformersBackend  # noqa: E402
 from valuetune.tune.artifacts import ArtifactError  # noqa: E402
 from valuetune.tune.methods import TuneRequest  # noqa: E402
@@ -31,20 +31,8 @@ CHAT = [Message("user", "Which word?")]
 
 
 @pytest.fixture(scope="module")
-def tiny() -> TransformersBackend:
-    gguf = embedded_gguf()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-    )
-    return TransformersBackend(transformers.LlamaForCausalLM(config), tokenizer, model_id="tiny")
+def tiny(embedded_tokenizer: Any, make_tiny_llama: Any) -> TransformersBackend:
+    return TransformersBackend(make_tiny_llama(4), embedded_tokenizer, model_id="tiny")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ transformers = pytest.importorskip("transformers")
 from typer.testing import CliRunner  # noqa: E402
 
 from valuetune.cli.main import app  # noqa: E402
-from valuetune.llm.embedded import embedded_gguf  # noqa: E402
 from valuetune.tune.artifacts import read_metadata  # noqa: E402
 
 RUNNER = CliRunner()
@@ -31,22 +30,12 @@ def ok_json(args: list[str]) -> Any:
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, embedded_tokenizer: Any, make_tiny_llama: Any
+) -> Path:
     folder = tmp_path_factory.mktemp("tiny-model")
-    gguf = embedded_gguf()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-    )
-    transformers.LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    make_tiny_llama(4).save_pretrained(folder)
+    embedded_tokenizer.save_pretrained(folder)
     return folder
 
 
