@@ -21,6 +21,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from valuetune.store import Database, SurveyStore
+from valuetune.store.tokens import TokenStore
+from valuetune.token.keys import KeyRing
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -82,6 +84,18 @@ def database(db_url: str) -> Iterator[Database]:
 @pytest.fixture
 def store(database: Database) -> SurveyStore:
     return SurveyStore(database)
+
+
+@pytest.fixture
+def ring(tmp_path: Path) -> KeyRing:
+    """An issuer's key ring in a fresh directory."""
+    return KeyRing.open(tmp_path / "issuer")
+
+
+@pytest.fixture
+def tokens(database: Database) -> TokenStore:
+    """Token bookkeeping on the test's database (each backend)."""
+    return TokenStore(database)
 
 
 @pytest.fixture(scope="session")

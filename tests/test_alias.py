@@ -12,7 +12,6 @@ import json
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -68,16 +67,6 @@ class SlowRegistry:
 
     def allow(self, bucket: str, limit: int, window_seconds: int, now: float) -> bool:
         return self.inner.allow(bucket, limit, window_seconds, now)
-
-
-@pytest.fixture
-def ring(tmp_path: Path) -> KeyRing:
-    return KeyRing.open(tmp_path / "issuer")
-
-
-@pytest.fixture
-def tokens(database: Database) -> TokenStore:
-    return TokenStore(database)
 
 
 @pytest.fixture

@@ -41,16 +41,6 @@ class Clock:
 
 
 @pytest.fixture
-def ring(tmp_path: Path) -> KeyRing:
-    return KeyRing.open(tmp_path / "issuer")
-
-
-@pytest.fixture
-def tokens(database: Database) -> TokenStore:
-    return TokenStore(database)
-
-
-@pytest.fixture
 def service(ring: KeyRing, tokens: TokenStore) -> TokenService:
     return TokenService(ring, tokens)
 

@@ -151,7 +151,8 @@ def survey(
             f"{exc}\nAnswers stored before this point are kept; "
             f"once fixed, continue with: {resume_hint}"
         ) from None
-    store.save_profile(respondent_id, session.profile(), complete=finished)
+    profile = session.profile()  # importance-sampled: compute once
+    store.save_profile(respondent_id, profile, complete=finished)
     if not finished:
         out.print(
             f"Stopped. {len(session.answers)} answers are saved; continue with: {resume_hint}"
@@ -169,7 +170,7 @@ def survey(
             f"[yellow]Note: {session.attention_failures} attention check(s) were not answered "
             "as instructed.[/yellow]"
         )
-    print_profile(out, session.profile())
+    print_profile(out, profile)
     out.print(f"\nCanonical JSON: valuetune profile show {respondent_id} --json")
     if as_json:
-        emit_raw_json(session.profile().to_json())
+        emit_raw_json(profile.to_json())

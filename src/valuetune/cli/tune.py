@@ -12,7 +12,8 @@ from valuetune.cli.common import JSON_OPTION, emit_json, read_secret_argument, s
 if TYPE_CHECKING:
     from valuetune.llm.local import TransformersBackend
     from valuetune.token.tokens import VerifiedToken
-    from valuetune.tune.methods import MethodRegistry
+    from valuetune.tune.methods import MethodRegistry, TuneRequest
+    from valuetune.tune.scenarios import ScenarioBank
 
 data_app = typer.Typer(help="Personal preference data.", no_args_is_help=True)
 
@@ -44,6 +45,19 @@ def _backend(ctx: typer.Context, model: str) -> TransformersBackend:
     if model == "embedded":
         return TransformersBackend.embedded(state(ctx).settings.home)
     return TransformersBackend.from_directory(model)
+
+
+def _request(
+    backend: TransformersBackend,
+    verified: VerifiedToken,
+    bank: ScenarioBank,
+    overwrite: bool = False,
+) -> TuneRequest:
+    from valuetune.tune.methods import TuneRequest
+
+    return TuneRequest(
+        backend, verified.profile(), verified.jti, bank, backend.model_id, {"overwrite": overwrite}
+    )
 
 
 @data_app.command("build")
@@ -94,21 +108,12 @@ def tune_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Build an alignment artifact for a token's holder."""
-    from valuetune.tune.methods import TuneRequest
     from valuetune.tune.scenarios import load_scenario_bank
 
     chosen = methods().get(method)
     verified = _verified(ctx, token)
     backend = _backend(ctx, model)
-    request = TuneRequest(
-        backend,
-        verified.profile(),
-        verified.jti,
-        load_scenario_bank(),
-        backend.model_id,
-        {"overwrite": overwrite},
-    )
-    meta = chosen.build(request, out)
+    meta = chosen.build(_request(backend, verified, load_scenario_bank(), overwrite), out)
     if as_json:
         emit_json({"out": str(out), **meta})
     else:
@@ -129,7 +134,6 @@ def eval_command(
     import tempfile
 
     from valuetune.evaluate.report import evaluate_method
-    from valuetune.tune.methods import TuneRequest
     from valuetune.tune.scenarios import load_scenario_bank
 
     chosen = methods().get(method)
@@ -139,10 +143,7 @@ def eval_command(
     with tempfile.TemporaryDirectory(prefix="vt-eval-") as scratch:
         if artifact is None:
             artifact = Path(scratch) / "artifact"
-            request = TuneRequest(
-                backend, verified.profile(), verified.jti, bank, backend.model_id, {}
-            )
-            chosen.build(request, artifact)
+            chosen.build(_request(backend, verified, bank), artifact)
         doc: dict[str, Any] = evaluate_method(
             backend, chosen.apply(backend, artifact), verified.profile(), bank, method=method
         )

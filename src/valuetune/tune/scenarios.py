@@ -18,11 +18,11 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from valuetune.errors import SchemaError
+from valuetune.packaged import packaged_documents
 from valuetune.values.axes import AxesSchema, load_axes
 from valuetune.values.profile import ValueProfile
 
@@ -163,13 +163,7 @@ def parse_bank(docs: Iterable[Mapping[str, Any]], schema: str = "axes/v1") -> Sc
 @cache
 def load_scenario_bank(schema: str = "axes/v1") -> ScenarioBank:
     """The built-in scenario bank."""
-    folder = resources.files("valuetune.tune").joinpath("data", "scenarios")
-    docs: list[Mapping[str, Any]] = []
-    for name in SCENARIO_FILES:
-        try:
-            docs.extend(json.loads(folder.joinpath(name).read_text("utf-8"))["scenarios"])
-        except (OSError, json.JSONDecodeError, KeyError) as exc:
-            raise SchemaError(f"built-in scenario file {name} is unreadable: {exc}") from None
+    docs = packaged_documents("valuetune.tune", "scenarios", SCENARIO_FILES, "scenarios")
     return parse_bank(docs, schema)
 
 

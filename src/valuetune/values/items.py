@@ -11,12 +11,10 @@ instruct one answer.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
-from importlib import resources
 from itertools import pairwise
 from typing import Any
 
@@ -24,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from valuetune.errors import InvalidAnswerError, SchemaError
+from valuetune.packaged import packaged_documents
 from valuetune.values.axes import AxesSchema, load_axes
 
 LIKERT_LABELS = (
@@ -245,12 +244,5 @@ def parse_item_bank(docs: list[Mapping[str, Any]], axes: AxesSchema) -> ItemBank
 @cache
 def load_item_bank(schema: str = "axes/v1") -> ItemBank:
     """The built-in item bank for `schema`."""
-    axes = load_axes(schema)
-    folder = resources.files("valuetune.values").joinpath("data", "items")
-    docs: list[Mapping[str, Any]] = []
-    for name in ITEM_FILES:
-        try:
-            docs.extend(json.loads(folder.joinpath(name).read_text("utf-8"))["items"])
-        except (OSError, json.JSONDecodeError, KeyError) as exc:
-            raise SchemaError(f"built-in item file {name} is unreadable: {exc}") from None
-    return parse_item_bank(docs, axes)
+    docs = packaged_documents("valuetune.values", "items", ITEM_FILES, "items")
+    return parse_item_bank(docs, load_axes(schema))
