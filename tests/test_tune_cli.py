@@ -66,7 +66,7 @@ def test_tune_and_eval_with_precis_and_steer(
     token: str, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     model = ["--model", str(tiny_model_dir)]
-    for method in ("precis", "steer"):
+    for method in ("precis", "steer", "dpo"):
         out = tmp_path / method
         meta = ok_json(["tune", "--token", token, "--method", method, "--out", str(out), *model])
         assert read_metadata(out)["method"] == method == meta["method"]
@@ -90,6 +90,33 @@ def test_tune_and_eval_with_precis_and_steer(
         ok_json(["eval", "--token", token, "--method", "precis", *model])["perplexity_change"]
         == 0.0
     )
+
+
+def test_dpo_tune_keeps_to_its_time_budget_and_refuses_a_corrupted_adapter(
+    token: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    model = ["--model", str(tiny_model_dir)]
+    out = tmp_path / "dpo"
+    meta = ok_json(
+        [
+            "tune",
+            "--token",
+            token,
+            "--method",
+            "dpo",
+            "--out",
+            str(out),
+            "--time-budget",
+            "1",
+            *model,
+        ]
+    )
+    assert meta["metrics"]["stopped"] in {"time_budget", "completed"}
+    assert meta["kind"] == "alignment/dpo" and len(meta["base_model_sha256"]) == 64
+    (out / "adapter_config.json").write_text("{not json")
+    result = run(["eval", "--token", token, "--method", "dpo", "--artifact", str(out), *model])
+    assert result.exit_code == 1 and "damaged" in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_unknown_method_and_missing_model_are_clear_errors(token: str, tmp_path: Path) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +29,7 @@ MODEL_OPTION = typer.Option(
 
 def methods() -> MethodRegistry:
     """The built-in alignment methods, registered like third-party ones would be."""
+    from valuetune.tune.dpo import DPOMethod
     from valuetune.tune.methods import MethodRegistry
     from valuetune.tune.precis import PrecisMethod
     from valuetune.tune.steer import SteerMethod
@@ -32,7 +37,29 @@ def methods() -> MethodRegistry:
     registry = MethodRegistry()
     registry.register(PrecisMethod())
     registry.register(SteerMethod())
+    registry.register(DPOMethod())
     return registry
+
+
+@contextmanager
+def _cancel_on_interrupt() -> Iterator[threading.Event]:
+    """Ctrl-C asks training to checkpoint and stop; a second Ctrl-C stops at once."""
+    cancel = threading.Event()
+
+    def ask(_signum: int, _frame: Any) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        typer.echo("stopping after this step (Ctrl-C again to stop now)...", err=True)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield cancel  # signals reach only the main thread (e.g. under a test runner)
+        return
+    previous = signal.signal(signal.SIGINT, ask)
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _verified(ctx: typer.Context, token: str) -> VerifiedToken:
@@ -52,11 +79,17 @@ def _request(
     verified: VerifiedToken,
     bank: ScenarioBank,
     overwrite: bool = False,
+    **settings: Any,
 ) -> TuneRequest:
     from valuetune.tune.methods import TuneRequest
 
     return TuneRequest(
-        backend, verified.profile(), verified.jti, bank, backend.model_id, {"overwrite": overwrite}
+        backend,
+        verified.profile(),
+        verified.jti,
+        bank,
+        backend.model_id,
+        {"overwrite": overwrite, **{k: v for k, v in settings.items() if v is not None}},
     )
 
 
@@ -105,15 +138,31 @@ def tune_command(
     out: Path = typer.Option(..., "--out", help="Artifact directory to write."),
     model: str = MODEL_OPTION,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
+    time_budget: float | None = typer.Option(
+        None, "--time-budget", min=1.0, help="Training methods: stop after this many seconds."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Build an alignment artifact for a token's holder."""
+    """Build an alignment artifact for a token's holder.
+
+    Training (`dpo`) shows progress on stderr, stops cleanly on Ctrl-C and resumes from its
+    last checkpoint when the same command runs again.
+    """
     from valuetune.tune.scenarios import load_scenario_bank
 
     chosen = methods().get(method)
     verified = _verified(ctx, token)
     backend = _backend(ctx, model)
-    meta = chosen.build(_request(backend, verified, load_scenario_bank(), overwrite), out)
+    with _cancel_on_interrupt() as cancel:
+        request = _request(
+            backend,
+            verified,
+            load_scenario_bank(),
+            overwrite,
+            time_budget_s=time_budget,
+            cancel=cancel,
+        )
+        meta = chosen.build(request, out)
     if as_json:
         emit_json({"out": str(out), **meta})
     else:

@@ -64,14 +64,19 @@ def build_pairs(
     margin: float = 0.3,
     max_share: float = 0.2,
     limit: int | None = None,
+    first_choice_only: bool = False,
 ) -> list[PreferencePair]:
-    """Preference pairs for `profile`, strongest first, balanced across axes."""
+    """Preference pairs for `profile`, strongest first, balanced across axes.
+
+    With `first_choice_only`, the chosen reply is always the one the profile ranks first
+    (the reply persona fit asks the model to pick), paired with each clearly worse one.
+    """
     candidates: list[PreferencePair] = []
     for scenario in scenarios:
         if not scenario.annotated:
             continue
         ranked = scenario.ranking(profile)
-        for i, (best, best_u) in enumerate(ranked):
+        for i, (best, best_u) in enumerate(ranked[:1] if first_choice_only else ranked):
             for worse, worse_u in ranked[i + 1 :]:
                 gap = best_u - worse_u
                 if gap < margin:

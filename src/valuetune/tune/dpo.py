@@ -1,0 +1,577 @@
+"""Method `dpo`: a personal LoRA adapter trained with TRL's DPOTrainer on the holder's pairs.
+
+The recipe is TRL's DPO with PEFT LoRA, configured for a laptop CPU:
+
+- LoRA only on the top `trainable_layers` decoder layers. The layers below are frozen, so
+  the hidden state entering the first trained layer is a fixed function of each sequence:
+  it is recorded once, in the same pass that computes the reference log-probs, and
+  replayed at every step (`LowerLayerReplay`). A step then runs forward and backward
+  through the top layers only.
+- Reference log-probs precomputed in that pass (a fresh adapter is zero, so the
+  reference is the base model), no gradient checkpointing (the sequences are ~100
+  tokens), a learning rate sized for LoRA on a few hundred pairs, and the length-
+  normalised sigmoid loss, because persona fit compares length-normalised scores.
+- Checkpoints every `checkpoint_every` steps into a run directory beside the output. A
+  killed or cancelled run resumes from its last complete checkpoint with the same data
+  order, optimizer and RNG state, so it ends at the weights of an uninterrupted run.
+
+The finished adapter is written in PEFT's format with `valuetune-artifact.json` (token
+jti hash, base model hash, dataset hash, config, metrics) into a temporary directory
+that is renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext, redirect_stdout
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import MethodType
+from typing import Any
+
+import torch
+
+from valuetune.canonical import canonical_json
+from valuetune.errors import ValuetuneError
+from valuetune.llm.base import BackendError, LLMBackend
+from valuetune.llm.local import TransformersBackend
+from valuetune.tune.artifacts import (
+    ArtifactError,
+    jti_hash,
+    read_metadata,
+    sha256_bytes,
+    write_metadata,
+    writing_artifact,
+)
+from valuetune.tune.methods import AlignmentMethod, TuneRequest
+from valuetune.tune.pairs import PreferencePair, build_pairs
+from valuetune.tune.steer import LAYER_PATHS, decoder_layers
+
+ADAPTER_KIND = "alignment/dpo"
+RUN_FILE = "valuetune-run.json"
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class DPOSettings:
+    pairs: int = 192
+    """Preference pairs to train on: the strongest, balanced across value axes."""
+    margin: float = 0.3
+    """Smallest utility gap between chosen and rejected reply."""
+    first_choice_only: bool = True
+    """Pair only the profile's first-ranked reply against worse ones."""
+    epochs: float = 2.0
+    learning_rate: float = 1e-3
+    batch_size: int = 8
+    beta: float = 0.1
+    """DPO temperature: how far the adapter may move from the base model."""
+    loss_type: str = "sigmoid_norm"
+    """TRL loss; `sigmoid_norm` is DPO on length-normalised log-ratios."""
+    trainable_layers: int = 8
+    """LoRA on the top this-many decoder layers; 0 trains every layer (no replay)."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+    max_length: int = 256
+    """Longest prompt + reply in tokens; longer rows are truncated at the end."""
+    time_budget_s: float | None = None
+    """Stop training after this many seconds and keep the adapter as it is then."""
+    checkpoint_every: int = 8
+    """Steps between resumable checkpoints."""
+    seed: int = 0
+    layers_path: str | None = None
+    """Attribute path of the decoder layers when `LAYER_PATHS` does not find them."""
+
+
+class TrainingCancelled(ValuetuneError):  # noqa: N818 - reads as an outcome
+    """Training stopped at the user's request; its checkpoint lets the same command resume."""
+
+    exit_code = 130  # the shell's code for an interrupted command
+
+
+def model_fingerprint(backend: TransformersBackend) -> str:
+    """sha256 over a model directory's config and weight files (or its name if remote)."""
+    root = Path(backend.model_id)
+    files = sorted(
+        p for p in root.glob("*") if p.suffix in {".safetensors", ".bin"} or p.name == "config.json"
+    )
+    if not files:
+        return sha256_bytes(f"model-id:{backend.model_id}".encode())
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class LowerLayerReplay:
+    """Record the hidden state entering decoder layer `split`, then replay it.
+
+    While recording, a pre-hook on the layers' parent module (it receives `input_ids` and
+    `attention_mask`) notes each row's real tokens, and a pre-hook on layer `split` stores
+    its input per distinct token sequence. While replaying, the layers below `split` are
+    swapped for pass-throughs and layer `split` receives the stored states: the model
+    computes exactly what it computed before, as long as the layers below are frozen.
+    """
+
+    def __init__(self, model: Any, split: int, layers_path: str | None = None):
+        if hasattr(model, "get_base_model"):  # a PEFT wrapper: look inside it
+            model = model.get_base_model()
+        self.model, self.split = model, split
+        self.blocks = decoder_layers(model, layers_path)
+        self.parent = self._parent_of_blocks(model, layers_path)
+        self.states: dict[tuple[int, ...], torch.Tensor] = {}
+        self._rows: list[tuple[int, ...]] = []
+
+    @staticmethod
+    def _parent_of_blocks(model: torch.nn.Module, override: str | None) -> torch.nn.Module:
+        blocks = decoder_layers(model, override)
+        for module in model.modules():
+            if any(child is blocks for child in module.children()):
+                return module
+        raise BackendError("cannot find the module holding the decoder layers")
+
+    def _note_rows(self, _m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        mask = kwargs.get("attention_mask")
+        if ids is None:
+            raise BackendError("layer replay needs input_ids, not inputs_embeds")
+        lengths = mask.sum(-1).tolist() if mask is not None else [ids.shape[1]] * ids.shape[0]
+        if mask is not None and not bool((mask.cumsum(-1) == mask.sum(-1, keepdim=True)).any()):
+            raise BackendError("layer replay needs right-padded batches")
+        self._rows = [tuple(row[: int(n)].tolist()) for row, n in zip(ids, lengths, strict=True)]
+
+    def _store(self, _m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        hidden = kwargs.get("hidden_states", args[0] if args else None)
+        assert hidden is not None
+        for i, row in enumerate(self._rows):
+            self.states.setdefault(row, hidden[i, : len(row)].detach().clone())
+
+    def _load(self, _m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        hidden = kwargs.get("hidden_states", args[0] if args else None)
+        assert hidden is not None
+        replayed = torch.zeros_like(hidden)
+        for i, row in enumerate(self._rows):
+            if row not in self.states:
+                raise BackendError("layer replay met a sequence it never recorded")
+            replayed[i, : len(row)] = self.states[row]
+        if "hidden_states" in kwargs:
+            return args, {**kwargs, "hidden_states": replayed}
+        return (replayed, *args[1:]), kwargs
+
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        handles = [
+            self.parent.register_forward_pre_hook(self._note_rows, with_kwargs=True),
+            self.blocks[self.split].register_forward_pre_hook(self._store, with_kwargs=True),
+        ]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    @contextmanager
+    def replaying(self) -> Iterator[None]:
+        below = [self.blocks[i] for i in range(self.split)]
+        handles = [
+            self.parent.register_forward_pre_hook(self._note_rows, with_kwargs=True),
+            self.blocks[self.split].register_forward_pre_hook(self._load, with_kwargs=True),
+        ]
+        for i in range(self.split):
+            self.blocks[i] = _PassThrough()
+        try:
+            yield
+        finally:
+            for i, block in enumerate(below):
+                self.blocks[i] = block
+            for handle in handles:
+                handle.remove()
+
+
+class _PassThrough(torch.nn.Module):
+    """Stands in for a frozen decoder layer whose output is replayed further up."""
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return hidden_states
+
+
+def install_completion_head(model: Any) -> None:
+    """Score only completion positions, in one matmul, when `fused_lm_head=True`.
+
+    TRL's fused head falls back, on devices without Triton, to scoring every position
+    (prompt and padding included) in vocabulary tiles and computing four statistics per
+    tile. On a CPU that head costs more than the trained layers. This one projects only
+    the positions whose label is not -100, takes log-softmax there, and computes the
+    statistics TRL logs (entropy, mean logit, top-1) without gradients.
+    """
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    inner: Any = model.get_base_model() if hasattr(model, "get_base_model") else model
+    original = inner.forward
+
+    def forward(
+        self: Any, *args: Any, fused_lm_head: bool = False, labels: Any = None, **kwargs: Any
+    ) -> Any:
+        if not fused_lm_head:
+            return original(*args, labels=labels, **kwargs)
+        kwargs["use_cache"] = False
+        hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
+        targets = labels[:, 1:]
+        mask = targets != -100  # (batch, seq-1): positions predicting a completion token
+        logits = self.get_output_embeddings()(hidden[mask]).float()  # (n, vocab)
+        logp_all = torch.log_softmax(logits, dim=-1)
+        picked = logp_all.gather(1, targets[mask][:, None]).squeeze(1)
+        log_probs = hidden.new_zeros(mask.shape, dtype=picked.dtype).masked_scatter(mask, picked)
+        with torch.no_grad():
+            p = logp_all.exp()
+            stats = {
+                "entropy": -(p * logp_all).sum(-1),
+                "mean_logits": logits.mean(-1),
+                "is_top1": (logits.argmax(-1) == targets[mask]).float(),
+            }
+            full = {
+                k: hidden.new_zeros(mask.shape, dtype=v.dtype).masked_scatter(mask, v)
+                for k, v in stats.items()
+            }
+        return FusedCausalLMOutput(
+            loss=-picked.sum() / mask.sum().clamp(min=1),
+            log_probs=log_probs,
+            entropy=full["entropy"],
+            log_sum_sq_probs=None,
+            mean_logits=full["mean_logits"],
+            is_top1=full["is_top1"].bool(),
+            label_mask=mask,
+            aux_loss=None,
+        )
+
+    inner.forward = MethodType(forward, inner)
+
+
+def _trainer_class(split: int, layers_path: str | None, completion_head: bool) -> type:
+    """TRL's DPOTrainer whose reference pass also records the output of the layers below
+    `split`, and whose training replays it (no replay when `split` is 0); with
+    `completion_head`, the LM head scores completion positions only."""
+    from datasets import Dataset  # type: ignore[import-untyped]
+    from torch.utils.data import DataLoader
+    from trl import DPOTrainer  # type: ignore[attr-defined]
+
+    class PersonalDPOTrainer(DPOTrainer):
+        replay: LowerLayerReplay | None = None
+
+        def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
+            loader = DataLoader(
+                dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False
+            )
+            chosen: list[float] = []
+            rejected: list[float] = []
+            if split > 0 and self.replay is None:
+                self.replay = LowerLayerReplay(self.model, split, layers_path)
+            if completion_head and not getattr(self, "_head_installed", False):
+                install_completion_head(self.model)  # after TRL patched its own head in
+                self._head_installed = True
+            recording = self.replay.recording() if self.replay else nullcontext()
+            with recording, torch.no_grad():
+                for batch in loader:
+                    batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
+                    ref_chosen, ref_rejected = self.compute_ref_log_probs(  # type: ignore[no-untyped-call]
+                        self.model, batch
+                    )
+                    chosen.extend(ref_chosen.float().cpu().tolist())
+                    rejected.extend(ref_rejected.float().cpu().tolist())
+            return dataset.add_column("ref_chosen_logps", chosen).add_column(
+                "ref_rejected_logps", rejected
+            )
+
+        def train(self, *args: Any, **kwargs: Any) -> Any:
+            if self.replay is None:
+                return super().train(*args, **kwargs)
+            with self.replay.replaying():
+                return super().train(*args, **kwargs)
+
+    return PersonalDPOTrainer
+
+
+def _stop_callback(deadline: float | None, cancel: threading.Event | None) -> Any:
+    from transformers import TrainerCallback
+
+    class StopWhenAsked(TrainerCallback):
+        reason: str | None = None
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            if cancel is not None and cancel.is_set():
+                self.reason = "cancelled"
+                control.should_save = True  # resumable from exactly here
+                control.should_training_stop = True
+            elif deadline is not None and time.monotonic() > deadline:
+                self.reason = "time_budget"
+                control.should_training_stop = True
+
+    return StopWhenAsked()
+
+
+def _last_complete_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint whose trainer state was written (it is written last)."""
+    done = [
+        p
+        for p in run_dir.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def run_directory(out: Path) -> Path:
+    """Where a training run keeps its checkpoints until the adapter is complete."""
+    out = out.resolve()
+    return out.parent / f".{out.name}.run"
+
+
+def train_adapter(
+    backend: TransformersBackend,
+    pairs: Sequence[PreferencePair],
+    settings: DPOSettings,
+    out: Path,
+    *,
+    metadata: dict[str, Any],
+    cancel: threading.Event | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train a LoRA adapter on `pairs` with DPO and write it to `out` (PEFT format).
+
+    A run directory beside `out` holds checkpoints; the same call after a kill or a
+    cancel resumes from the last complete one. Raises `TrainingCancelled` when `cancel`
+    is set (after saving a checkpoint).
+    """
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import DPOConfig  # type: ignore[attr-defined]
+
+    if not pairs:
+        raise ValuetuneError("no preference pairs to train on")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ArtifactError(f"{out} already exists; choose another --out or remove it")
+    rows = [p.to_row() for p in pairs]
+    data = ("\n".join(json.dumps(r, sort_keys=True) for r in rows) + "\n").encode()
+    config = {k: v for k, v in asdict(settings).items() if k != "time_budget_s"}
+    base_hash = model_fingerprint(backend)
+    fingerprint = sha256_bytes(
+        canonical_json({"data": sha256_bytes(data), "config": config, "base": base_hash}).encode()
+    )
+    run_dir = run_directory(out)
+    resume = _prepare_run_dir(run_dir, fingerprint)
+
+    n_layers = len(decoder_layers(backend.model, settings.layers_path))
+    trained = min(n_layers, settings.trainable_layers) or n_layers
+    split = n_layers - trained
+    model = copy.deepcopy(backend.model)  # the backend's own model stays the base model
+    for param in model.parameters():
+        param.requires_grad_(False)
+    lora = LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=0.0,
+        target_modules=list(settings.lora_targets),
+        layers_to_transform=list(range(split, n_layers)),
+        layers_pattern=_layers_pattern(model, settings.layers_path),
+        task_type="CAUSAL_LM",
+    )
+    args = DPOConfig(
+        output_dir=str(run_dir),
+        per_device_train_batch_size=settings.batch_size,
+        num_train_epochs=settings.epochs,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.1,
+        beta=settings.beta,
+        loss_type=[settings.loss_type],
+        max_length=settings.max_length,
+        truncation_mode="keep_start",
+        precompute_ref_log_probs=True,
+        gradient_checkpointing=False,
+        save_strategy="steps",
+        save_steps=settings.checkpoint_every,
+        save_total_limit=2,
+        logging_steps=1,
+        report_to=[],
+        seed=settings.seed,
+        data_seed=settings.seed,
+        use_cpu=backend.device.type == "cpu",
+        bf16=next(backend.model.parameters()).dtype == torch.bfloat16,
+        dataset_num_proc=None,
+        disable_tqdm=False,
+    )
+    started = time.monotonic()
+    deadline = started + settings.time_budget_s if settings.time_budget_s else None
+    stopper = _stop_callback(deadline, cancel)
+    trainer_class = _trainer_class(
+        split, settings.layers_path, completion_head=backend.device.type == "cpu"
+    )
+    # the Trainer prints its logs; stdout belongs to the caller (e.g. a --json document)
+    with redirect_stdout(sys.stderr):
+        try:
+            trainer = trainer_class(
+                model=model,
+                args=args,
+                train_dataset=Dataset.from_list(
+                    [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows]
+                ),
+                processing_class=backend.tokenizer,
+                peft_config=lora,
+                callbacks=[stopper],
+            )
+            checkpoint = _last_complete_checkpoint(run_dir) if resume else None
+            result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        except torch.OutOfMemoryError:
+            raise BackendError(
+                "out of memory while training; lower --pairs or the batch size, or use a "
+                "smaller model (the run directory keeps its checkpoints for a resume)"
+            ) from None
+    if stopper.reason == "cancelled":
+        raise TrainingCancelled(
+            f"training cancelled at step {trainer.state.global_step}; "
+            "run the same command again to resume"
+        )
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    last = history[-1] if history else {}
+    metrics = {
+        "steps": trainer.state.global_step,
+        "epochs": round(float(trainer.state.epoch or 0.0), 3),
+        "train_loss": round(float(result.training_loss), 4),
+        "final_loss": round(float(last.get("loss", float("nan"))), 4),
+        "reward_accuracy": round(float(last.get("rewards/accuracies", float("nan"))), 4),
+        "reward_margin": round(float(last.get("rewards/margins", float("nan"))), 4),
+        "train_seconds": round(time.monotonic() - started, 2),
+        "resumed_from_step": int(checkpoint.name.split("-")[-1]) if checkpoint else 0,
+        "stopped": stopper.reason or "completed",
+    }
+    with writing_artifact(out, overwrite=overwrite) as work:
+        trainer.model.save_pretrained(str(work))
+        meta = write_metadata(
+            work,
+            ADAPTER_KIND,
+            method="dpo",
+            base_model_sha256=base_hash,
+            dataset_sha256=sha256_bytes(data),
+            pairs=len(pairs),
+            trainable_layers=list(range(split, n_layers)),
+            config=config,
+            metrics=metrics,
+            **metadata,
+        )
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return meta
+
+
+def _layers_pattern(model: torch.nn.Module, override: str | None) -> str:
+    """PEFT's name for the layer list (the last part of its attribute path)."""
+    if override:
+        return override.split(".")[-1]
+    for path in LAYER_PATHS:
+        node: Any = model
+        for part in path.split("."):
+            node = getattr(node, part, None)
+        if isinstance(node, torch.nn.ModuleList):
+            return path.split(".")[-1]
+    return "layers"
+
+
+def _prepare_run_dir(run_dir: Path, fingerprint: str) -> bool:
+    """Create or reuse the run directory; True when it holds a run of the same inputs."""
+    marker = run_dir / RUN_FILE
+    if marker.is_file():
+        try:
+            same = json.loads(marker.read_text()).get("fingerprint") == fingerprint
+        except (OSError, json.JSONDecodeError):
+            same = False
+        if same:
+            return True
+        shutil.rmtree(run_dir)  # a different run's leftovers: its checkpoints do not apply
+    elif run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    tmp = run_dir / f"{RUN_FILE}.tmp"
+    tmp.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
+    os.replace(tmp, marker)
+    return False
+
+
+class AdapterBackend(TransformersBackend):
+    """A base model with a personal adapter merged into a private copy of its weights."""
+
+
+def load_adapter(backend: TransformersBackend, artifact: Path) -> TransformersBackend:
+    """`backend`'s model with the adapter in `artifact` merged into a copy of it."""
+    from peft import PeftModel
+
+    meta = read_metadata(artifact, ADAPTER_KIND)
+    expected = meta.get("base_model_sha256")
+    if expected and expected != model_fingerprint(backend):
+        raise BackendError(
+            f"the adapter in {artifact} was trained for another base model "
+            f"({meta.get('base_model')}); load that model with --model"
+        )
+    try:
+        peft_model = PeftModel.from_pretrained(copy.deepcopy(backend.model), str(artifact))
+        merged = peft_model.merge_and_unload()
+    except Exception as exc:  # safetensors, json and shape errors all mean a damaged adapter
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BackendError(f"the adapter in {artifact} is damaged: {first}") from None
+    aligned = AdapterBackend(merged, backend.tokenizer, model_id=backend.model_id)
+    aligned.name = f"{backend.name}+dpo"
+    return aligned
+
+
+class DPOMethod(AlignmentMethod):
+    name = "dpo"
+    cost = 3
+
+    def __init__(self, settings: DPOSettings | None = None) -> None:
+        self.settings = settings or DPOSettings()
+
+    def build(self, request: TuneRequest, out: Path) -> dict[str, Any]:
+        backend = request.backend
+        if not isinstance(backend, TransformersBackend):
+            raise BackendError("a LoRA fine-tune needs a local transformers model")
+        settings = self.settings
+        if "time_budget_s" in request.settings:
+            settings = DPOSettings(
+                **{**asdict(settings), "time_budget_s": request.settings["time_budget_s"]}
+            )
+        pairs = build_pairs(
+            request.profile,
+            request.bank.split("train"),
+            margin=settings.margin,
+            limit=settings.pairs,
+            first_choice_only=settings.first_choice_only,
+        )
+        if not pairs:
+            raise ValuetuneError("no training scenario separates this profile's preferences")
+        return train_adapter(
+            backend,
+            pairs,
+            settings,
+            out,
+            cancel=request.settings.get("cancel"),
+            overwrite=bool(request.settings.get("overwrite")),
+            metadata={
+                "token_jti_hash": jti_hash(request.jti),
+                "base_model": request.base_model,
+                "schema": request.profile.schema,
+                "scenario_bank_sha256": request.bank.digest(),
+            },
+        )
+
+    def apply(self, backend: LLMBackend, artifact: Path) -> LLMBackend:
+        if not isinstance(backend, TransformersBackend):
+            raise BackendError("a LoRA adapter needs a local transformers model")
+        return load_adapter(backend, artifact)
