@@ -1,7 +1,7 @@
 """Persona fit of every alignment method for contrasting personas (issue 4's targets).
 
 Run:  .venv/bin/python bench/personalize.py [--personas progressive-activist national-conservative]
-      [--methods precis steer] [--home DIR]
+      [--methods precis steer dpo] [--dpo-settings '{"pairs": 256}'] [--home DIR]
 
 For each persona: the base model's fit on the held-out scenarios, each method's fit, gain,
 95% CI and perplexity change, build time; and, between the first two personas, how often
@@ -12,6 +12,7 @@ profiles disagree. Uses the embedded model (converted once under --home).
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -20,13 +21,18 @@ from typing import Any
 
 from valuetune.evaluate.report import evaluate_method
 from valuetune.llm.local import TransformersBackend
+from valuetune.tune.dpo import DPOMethod, DPOSettings
 from valuetune.tune.methods import AlignmentMethod, TuneRequest
 from valuetune.tune.precis import PrecisMethod
 from valuetune.tune.scenarios import load_scenario_bank
 from valuetune.tune.steer import SteerMethod
 from valuetune.values.personas import get_persona
 
-METHODS: dict[str, AlignmentMethod] = {"precis": PrecisMethod(), "steer": SteerMethod()}
+METHODS: dict[str, AlignmentMethod] = {
+    "precis": PrecisMethod(),
+    "steer": SteerMethod(),
+    "dpo": DPOMethod(),
+}
 
 
 def main() -> None:
@@ -35,8 +41,12 @@ def main() -> None:
         "--personas", nargs="+", default=["progressive-activist", "national-conservative"]
     )
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument(
+        "--dpo-settings", type=json.loads, default={}, help="DPOSettings fields as JSON"
+    )
     parser.add_argument("--home", type=Path, default=Path(tempfile.gettempdir()) / "vt-bench-home")
     args = parser.parse_args()
+    METHODS["dpo"] = DPOMethod(DPOSettings(**args.dpo_settings))
     backend = TransformersBackend.embedded(args.home)
     bank = load_scenario_bank()
     heldout = bank.split("heldout")

@@ -89,6 +89,17 @@ def test_opposite_profiles_get_reversed_pairs(bank: ScenarioBank) -> None:
     assert {(p.chosen, p.rejected) for p in one} == {(p.rejected, p.chosen) for p in other}
 
 
+def test_first_choice_only_pairs_always_choose_the_top_ranked_reply(bank: ScenarioBank) -> None:
+    profile = _profile(care=2.0, economic=-1.0)
+    train = bank.split("train")
+    every = build_pairs(profile, train)
+    first = build_pairs(profile, train, first_choice_only=True)
+    top = {s.id: s.actions[s.ranking(profile)[0][0]].text for s in train if s.annotated}
+    assert first and all(p.chosen == top[p.scenario_id] for p in first)
+    assert len(first) < len(every)
+    assert {(p.chosen, p.rejected) for p in first} <= {(p.chosen, p.rejected) for p in every}
+
+
 def test_pairs_are_balanced_across_axes(bank: ScenarioBank) -> None:
     profile = _profile(care=2.0, economic=1.0, religiosity=1.0, liberty=1.0)
     pairs = build_pairs(profile, bank.split("train"), margin=0.3, max_share=0.3, limit=20)

@@ -62,7 +62,7 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 @dataclass(frozen=True)
 class DPOSettings:
-    pairs: int = 192
+    pairs: int = 256
     """Preference pairs to train on: the strongest, balanced across value axes."""
     margin: float = 0.3
     """Smallest utility gap between chosen and rejected reply."""
