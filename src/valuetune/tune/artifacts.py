@@ -41,13 +41,20 @@ def jti_hash(jti: str) -> str:
     return sha256_bytes(f"valuetune-jti:{jti}".encode())[:32]
 
 
+def refuse_occupied(out: Path, *, overwrite: bool = False) -> None:
+    """Refuse to write over an existing file or non-empty directory unless told to.
+
+    Long jobs call it before they start, so they do not fail only at the end."""
+    occupied = out.is_file() or (out.is_dir() and any(out.iterdir()))
+    if occupied and not overwrite:
+        raise ArtifactError(f"{out.resolve()} already exists; choose another --out or remove it")
+
+
 @contextmanager
 def writing_artifact(out: Path, *, overwrite: bool = False) -> Iterator[Path]:
     """A temporary directory that becomes `out` when the block finishes without error."""
     out = out.resolve()
-    occupied = out.is_file() or (out.is_dir() and any(out.iterdir()))
-    if occupied and not overwrite:
-        raise ArtifactError(f"{out} already exists; choose another --out or remove it")
+    refuse_occupied(out, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:

@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext, redirect_stdout
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import MethodType
 from typing import Any
@@ -44,16 +44,16 @@ from valuetune.errors import ValuetuneError
 from valuetune.llm.base import BackendError, LLMBackend
 from valuetune.llm.local import TransformersBackend
 from valuetune.tune.artifacts import (
-    ArtifactError,
     jti_hash,
     read_metadata,
+    refuse_occupied,
     sha256_bytes,
     write_metadata,
     writing_artifact,
 )
 from valuetune.tune.methods import AlignmentMethod, TuneRequest
-from valuetune.tune.pairs import PreferencePair, build_pairs
-from valuetune.tune.steer import LAYER_PATHS, decoder_layers
+from valuetune.tune.pairs import PreferencePair, build_pairs, pairs_jsonl
+from valuetune.tune.steer import decoder_layers, decoder_layers_parent, decoder_layers_path
 
 ADAPTER_KIND = "alignment/dpo"
 RUN_FILE = "valuetune-run.json"
@@ -129,17 +129,9 @@ class LowerLayerReplay:
             model = model.get_base_model()
         self.model, self.split = model, split
         self.blocks = decoder_layers(model, layers_path)
-        self.parent = self._parent_of_blocks(model, layers_path)
+        self.parent = decoder_layers_parent(model, layers_path)
         self.states: dict[tuple[int, ...], torch.Tensor] = {}
         self._rows: list[tuple[int, ...]] = []
-
-    @staticmethod
-    def _parent_of_blocks(model: torch.nn.Module, override: str | None) -> torch.nn.Module:
-        blocks = decoder_layers(model, override)
-        for module in model.modules():
-            if any(child is blocks for child in module.children()):
-                return module
-        raise BackendError("cannot find the module holding the decoder layers")
 
     def _note_rows(self, _m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -358,10 +350,9 @@ def train_adapter(
 
     if not pairs:
         raise ValuetuneError("no preference pairs to train on")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ArtifactError(f"{out} already exists; choose another --out or remove it")
+    refuse_occupied(out, overwrite=overwrite)
     rows = [p.to_row() for p in pairs]
-    data = ("\n".join(json.dumps(r, sort_keys=True) for r in rows) + "\n").encode()
+    data = pairs_jsonl(pairs)
     config = {k: v for k, v in asdict(settings).items() if k != "time_budget_s"}
     base_hash = model_fingerprint(backend)
     fingerprint = sha256_bytes(
@@ -382,7 +373,7 @@ def train_adapter(
         lora_dropout=0.0,
         target_modules=list(settings.lora_targets),
         layers_to_transform=list(range(split, n_layers)),
-        layers_pattern=_layers_pattern(model, settings.layers_path),
+        layers_pattern=decoder_layers_path(model, settings.layers_path).split(".")[-1],
         task_type="CAUSAL_LM",
     )
     args = DPOConfig(
@@ -472,19 +463,6 @@ def train_adapter(
     return meta
 
 
-def _layers_pattern(model: torch.nn.Module, override: str | None) -> str:
-    """PEFT's name for the layer list (the last part of its attribute path)."""
-    if override:
-        return override.split(".")[-1]
-    for path in LAYER_PATHS:
-        node: Any = model
-        for part in path.split("."):
-            node = getattr(node, part, None)
-        if isinstance(node, torch.nn.ModuleList):
-            return path.split(".")[-1]
-    return "layers"
-
-
 def _prepare_run_dir(run_dir: Path, fingerprint: str) -> bool:
     """Create or reuse the run directory; True when it holds a run of the same inputs."""
     marker = run_dir / RUN_FILE
@@ -505,10 +483,6 @@ def _prepare_run_dir(run_dir: Path, fingerprint: str) -> bool:
     return False
 
 
-class AdapterBackend(TransformersBackend):
-    """A base model with a personal adapter merged into a private copy of its weights."""
-
-
 def load_adapter(backend: TransformersBackend, artifact: Path) -> TransformersBackend:
     """`backend`'s model with the adapter in `artifact` merged into a copy of it."""
     from peft import PeftModel
@@ -526,7 +500,7 @@ def load_adapter(backend: TransformersBackend, artifact: Path) -> TransformersBa
     except Exception as exc:  # safetensors, json and shape errors all mean a damaged adapter
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BackendError(f"the adapter in {artifact} is damaged: {first}") from None
-    aligned = AdapterBackend(merged, backend.tokenizer, model_id=backend.model_id)
+    aligned = TransformersBackend(merged, backend.tokenizer, model_id=backend.model_id)
     aligned.name = f"{backend.name}+dpo"
     return aligned
 
@@ -544,9 +518,7 @@ class DPOMethod(AlignmentMethod):
             raise BackendError("a LoRA fine-tune needs a local transformers model")
         settings = self.settings
         if "time_budget_s" in request.settings:
-            settings = DPOSettings(
-                **{**asdict(settings), "time_budget_s": request.settings["time_budget_s"]}
-            )
+            settings = replace(settings, time_budget_s=request.settings["time_budget_s"])
         pairs = build_pairs(
             request.profile,
             request.bank.split("train"),

@@ -111,6 +111,12 @@ def build_pairs(
     return chosen[:target]
 
 
+def pairs_jsonl(pairs: Sequence[PreferencePair], system: str | None = None) -> bytes:
+    """The pairs as TRL rows, one JSON object a line: the bytes every dataset hash is of."""
+    lines = [json.dumps(p.to_row(system), ensure_ascii=False, sort_keys=True) for p in pairs]
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
 def write_pair_dataset(
     out: Path,
     pairs: Sequence[PreferencePair],
@@ -122,8 +128,7 @@ def write_pair_dataset(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write `train.jsonl` and its metadata; the directory appears only when complete."""
-    lines = [json.dumps(p.to_row(system), ensure_ascii=False, sort_keys=True) for p in pairs]
-    data = ("\n".join(lines) + "\n").encode() if lines else b""
+    data = pairs_jsonl(pairs, system)
     per_axis: dict[str, int] = defaultdict(int)
     for p in pairs:
         per_axis[p.axis] += 1

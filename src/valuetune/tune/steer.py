@@ -56,18 +56,37 @@ LAYER_PATHS = (
 VECTORS_FILE = "vectors.safetensors"
 
 
-def decoder_layers(model: torch.nn.Module, override: str | None = None) -> torch.nn.ModuleList:
-    """The model's decoder blocks, by the first attribute path that exists."""
+def _walk(model: torch.nn.Module, path: str) -> Any:
+    node: Any = model
+    for part in path.split("."):
+        node = getattr(node, part, None)
+        if node is None:
+            return None
+    return node
+
+
+def decoder_layers_path(model: torch.nn.Module, override: str | None = None) -> str:
+    """The attribute path of the model's decoder blocks: the first in `LAYER_PATHS` that
+    holds a non-empty ModuleList, or `override`."""
     for path in (override,) if override else LAYER_PATHS:
-        node: Any = model
-        for part in path.split("."):
-            node = getattr(node, part, None)
-            if node is None:
-                break
+        node = _walk(model, path)
         if isinstance(node, torch.nn.ModuleList) and len(node) > 0:
-            return node
+            return path
     tried = override or ", ".join(LAYER_PATHS)
     raise BackendError(f"cannot find decoder layers ({tried}); pass layers_path")
+
+
+def decoder_layers(model: torch.nn.Module, override: str | None = None) -> torch.nn.ModuleList:
+    """The model's decoder blocks, by the first attribute path that exists."""
+    layers: torch.nn.ModuleList = _walk(model, decoder_layers_path(model, override))
+    return layers
+
+
+def decoder_layers_parent(model: torch.nn.Module, override: str | None = None) -> torch.nn.Module:
+    """The module that holds the decoder blocks (it receives input_ids and the mask)."""
+    path = decoder_layers_path(model, override)
+    parent: torch.nn.Module = _walk(model, path.rpartition(".")[0]) if "." in path else model
+    return parent
 
 
 @dataclass(frozen=True)
