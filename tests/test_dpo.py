@@ -23,6 +23,7 @@ from valuetune.tune.dpo import (  # noqa: E402
     DPOSettings,
     LowerLayerReplay,
     TrainingCancelled,
+    build_trainer,
     load_adapter,
     run_directory,
     train_adapter,
@@ -95,6 +96,26 @@ def test_replayed_lower_layers_give_the_same_logits(tiny: TransformersBackend) -
     with torch.no_grad(), replay.recording(), pytest.raises(BackendError, match="right-padded"):
         tiny.model(input_ids=ids, attention_mask=mask.flip(-1))
     assert all(type(b).__name__ != "_PassThrough" for b in replay.blocks)  # layers restored
+
+
+def test_reference_pass_scores_each_reply_once_and_exactly(
+    tiny: TransformersBackend, tmp_path: Path
+) -> None:
+    # first-choice pairs share their chosen reply: the pass scores it once, and every
+    # pair's reference log-probs equal a plain forward of the base model
+    pairs = _pairs(4)
+    pairs += [replace(p, rejected=f"Maybe later, case {i}.") for i, p in enumerate(pairs)]
+    trainer = build_trainer(tiny, [p.to_row() for p in pairs], FAST, tmp_path / "run")
+    data = trainer.train_dataset
+    assert len(trainer.replay.states) == 12  # 4 chosen + 8 rejected, not 16 sequences
+    for row in data:
+        for side in ("chosen", "rejected"):
+            ids = torch.tensor([row["prompt_ids"] + row[f"{side}_ids"]])
+            with torch.no_grad():
+                logits = tiny.model(input_ids=ids).logits[0, :-1]
+            per_token = torch.log_softmax(logits.float(), -1).gather(1, ids[0, 1:, None])[:, 0]
+            expected = float(per_token[len(row["prompt_ids"]) - 1 :].sum())
+            assert row[f"ref_{side}_logps"] == pytest.approx(expected, abs=1e-4)
 
 
 def test_training_moves_the_model_toward_the_chosen_replies(

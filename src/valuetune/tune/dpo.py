@@ -250,40 +250,101 @@ def install_completion_head(model: Any) -> None:
     inner.forward = MethodType(forward, inner)
 
 
+SIDES = ("chosen", "rejected")
+
+
+@dataclass(frozen=True)
+class _Sequence:
+    """One prompt + reply as the trainer sees it: token ids and where the reply starts."""
+
+    ids: tuple[int, ...]
+    prompt_length: int
+
+    @classmethod
+    def of(cls, prompt: Sequence[int], reply: Sequence[int], limit: int | None) -> _Sequence:
+        ids = (*prompt, *reply)
+        return cls(ids[:limit] if limit else ids, len(prompt))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _reference_logps(
+    model: Any,
+    sequences: Sequence[_Sequence],
+    *,
+    batch: int,
+    pad_id: int,
+    device: torch.device,
+    context: Any,
+    autocast: Any,
+) -> dict[_Sequence, float]:
+    """Summed log-probs of each sequence's reply under the base model, each sequence once.
+
+    A reply that appears in several pairs (the first-choice reply does) is scored once,
+    and sequences go in length order so batches carry little padding. A fresh adapter is
+    zero, so with it disabled the model is the reference. `context` wraps the pass (the
+    layer replay records here).
+    """
+    disabled = model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
+    out: dict[_Sequence, float] = {}
+    with context, disabled, autocast, torch.no_grad():
+        for start in range(0, len(sequences), batch):
+            chunk = sequences[start : start + batch]
+            width = max(len(s) for s in chunk)
+            ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            labels = torch.full_like(ids, -100)
+            for i, seq in enumerate(chunk):
+                ids[i, : len(seq)] = torch.tensor(seq.ids)
+                mask[i, : len(seq)] = 1
+                labels[i, seq.prompt_length : len(seq)] = ids[i, seq.prompt_length : len(seq)]
+            result = model(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                labels=labels.to(device),
+                fused_lm_head=True,
+                use_cache=False,
+            )
+            for seq, value in zip(chunk, result.log_probs.sum(dim=1).float().tolist(), strict=True):
+                out[seq] = value
+    return out
+
+
 def _trainer_class(split: int, layers_path: str | None, completion_head: bool) -> type:
     """TRL's DPOTrainer whose reference pass also records the output of the layers below
     `split`, and whose training replays it (no replay when `split` is 0); with
     `completion_head`, the LM head scores completion positions only."""
     from datasets import Dataset  # type: ignore[import-untyped]
-    from torch.utils.data import DataLoader
     from trl import DPOTrainer  # type: ignore[attr-defined]
 
     class PersonalDPOTrainer(DPOTrainer):
         replay: LowerLayerReplay | None = None
 
         def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
-            loader = DataLoader(
-                dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False
-            )
-            chosen: list[float] = []
-            rejected: list[float] = []
             if split > 0 and self.replay is None:
                 self.replay = LowerLayerReplay(self.model, split, layers_path)
             if completion_head and not getattr(self, "_head_installed", False):
                 install_completion_head(self.model)  # after TRL patched its own head in
                 self._head_installed = True
-            recording = self.replay.recording() if self.replay else nullcontext()
-            with recording, torch.no_grad():
-                for batch in loader:
-                    batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
-                    ref_chosen, ref_rejected = self.compute_ref_log_probs(  # type: ignore[no-untyped-call]
-                        self.model, batch
-                    )
-                    chosen.extend(ref_chosen.float().cpu().tolist())
-                    rejected.extend(ref_rejected.float().cpu().tolist())
-            return dataset.add_column("ref_chosen_logps", chosen).add_column(
-                "ref_rejected_logps", rejected
+            limit = getattr(self.args, "max_length", None)  # the collator keeps row starts
+            rows = [
+                {side: _Sequence.of(row["prompt_ids"], row[f"{side}_ids"], limit) for side in SIDES}
+                for row in dataset
+            ]
+            distinct = sorted({seq for row in rows for seq in row.values()}, key=len)
+            logps = _reference_logps(
+                self.model,
+                distinct,
+                batch=2 * batch_size,
+                pad_id=getattr(self.data_collator, "pad_token_id", None) or 0,
+                device=self.accelerator.device,
+                context=self.replay.recording() if self.replay else nullcontext(),
+                autocast=self.accelerator.autocast(),
             )
+            for side in SIDES:
+                dataset = dataset.add_column(f"ref_{side}_logps", [logps[r[side]] for r in rows])
+            return dataset
 
         def train(self, *args: Any, **kwargs: Any) -> Any:
             if self.replay is None:
@@ -328,38 +389,21 @@ def run_directory(out: Path) -> Path:
     return out.parent / f".{out.name}.run"
 
 
-def train_adapter(
+def build_trainer(
     backend: TransformersBackend,
-    pairs: Sequence[PreferencePair],
+    rows: Sequence[dict[str, Any]],
     settings: DPOSettings,
-    out: Path,
-    *,
-    metadata: dict[str, Any],
-    cancel: threading.Event | None = None,
-    overwrite: bool = False,
-) -> dict[str, Any]:
-    """Train a LoRA adapter on `pairs` with DPO and write it to `out` (PEFT format).
+    run_dir: Path,
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """The DPO trainer of this recipe for TRL preference `rows`, reference pass done.
 
-    A run directory beside `out` holds checkpoints; the same call after a kill or a
-    cancel resumes from the last complete one. Raises `TrainingCancelled` when `cancel`
-    is set (after saving a checkpoint).
+    It trains a LoRA adapter on a copy of the backend's model; `trained_layers` lists the
+    decoder layers that carry the adapter.
     """
     from datasets import Dataset
     from peft import LoraConfig
     from trl import DPOConfig  # type: ignore[attr-defined]
-
-    if not pairs:
-        raise ValuetuneError("no preference pairs to train on")
-    refuse_occupied(out, overwrite=overwrite)
-    rows = [p.to_row() for p in pairs]
-    data = pairs_jsonl(pairs)
-    config = {k: v for k, v in asdict(settings).items() if k != "time_budget_s"}
-    base_hash = model_fingerprint(backend)
-    fingerprint = sha256_bytes(
-        canonical_json({"data": sha256_bytes(data), "config": config, "base": base_hash}).encode()
-    )
-    run_dir = run_directory(out)
-    resume = _prepare_run_dir(run_dir, fingerprint)
 
     n_layers = len(decoder_layers(backend.model, settings.layers_path))
     trained = min(n_layers, settings.trainable_layers) or n_layers
@@ -401,25 +445,59 @@ def train_adapter(
         dataset_num_proc=None,
         disable_tqdm=False,
     )
-    started = time.monotonic()
-    deadline = started + settings.time_budget_s if settings.time_budget_s else None
-    stopper = _stop_callback(deadline, cancel)
     trainer_class = _trainer_class(
         split, settings.layers_path, completion_head=backend.device.type == "cpu"
     )
+    trainer = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(
+            [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows]
+        ),
+        processing_class=backend.tokenizer,
+        peft_config=lora,
+        callbacks=list(callbacks),
+    )
+    trainer.trained_layers = list(range(split, n_layers))
+    return trainer
+
+
+def train_adapter(
+    backend: TransformersBackend,
+    pairs: Sequence[PreferencePair],
+    settings: DPOSettings,
+    out: Path,
+    *,
+    metadata: dict[str, Any],
+    cancel: threading.Event | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train a LoRA adapter on `pairs` with DPO and write it to `out` (PEFT format).
+
+    A run directory beside `out` holds checkpoints; the same call after a kill or a
+    cancel resumes from the last complete one. Raises `TrainingCancelled` when `cancel`
+    is set (after saving a checkpoint).
+    """
+    if not pairs:
+        raise ValuetuneError("no preference pairs to train on")
+    refuse_occupied(out, overwrite=overwrite)
+    rows = [p.to_row() for p in pairs]
+    data = pairs_jsonl(pairs)
+    config = {k: v for k, v in asdict(settings).items() if k != "time_budget_s"}
+    base_hash = model_fingerprint(backend)
+    fingerprint = sha256_bytes(
+        canonical_json({"data": sha256_bytes(data), "config": config, "base": base_hash}).encode()
+    )
+    run_dir = run_directory(out)
+    resume = _prepare_run_dir(run_dir, fingerprint)
+
+    started = time.monotonic()
+    deadline = started + settings.time_budget_s if settings.time_budget_s else None
+    stopper = _stop_callback(deadline, cancel)
     # the Trainer prints its logs; stdout belongs to the caller (e.g. a --json document)
     with redirect_stdout(sys.stderr):
         try:
-            trainer = trainer_class(
-                model=model,
-                args=args,
-                train_dataset=Dataset.from_list(
-                    [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows]
-                ),
-                processing_class=backend.tokenizer,
-                peft_config=lora,
-                callbacks=[stopper],
-            )
+            trainer = build_trainer(backend, rows, settings, run_dir, callbacks=[stopper])
             checkpoint = _last_complete_checkpoint(run_dir) if resume else None
             result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         except torch.OutOfMemoryError:
@@ -454,7 +532,7 @@ def train_adapter(
             base_model_sha256=base_hash,
             dataset_sha256=sha256_bytes(data),
             pairs=len(pairs),
-            trainable_layers=list(range(split, n_layers)),
+            trainable_layers=trainer.trained_layers,
             config=config,
             metrics=metrics,
             **metadata,
