@@ -561,11 +561,13 @@ def _prepare_run_dir(run_dir: Path, fingerprint: str) -> bool:
     return False
 
 
-def load_adapter(backend: TransformersBackend, artifact: Path) -> TransformersBackend:
-    """`backend`'s model with the adapter in `artifact` merged into a copy of it."""
+def load_adapter(
+    backend: TransformersBackend, artifact: Path, kind: str = ADAPTER_KIND
+) -> TransformersBackend:
+    """`backend`'s model with the LoRA adapter in `artifact` merged into a copy of it."""
     from peft import PeftModel
 
-    meta = read_metadata(artifact, ADAPTER_KIND)
+    meta = read_metadata(artifact, kind)
     expected = meta.get("base_model_sha256")
     if expected and expected != model_fingerprint(backend):
         raise BackendError(
@@ -579,7 +581,7 @@ def load_adapter(backend: TransformersBackend, artifact: Path) -> TransformersBa
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BackendError(f"the adapter in {artifact} is damaged: {first}") from None
     aligned = TransformersBackend(merged, backend.tokenizer, model_id=backend.model_id)
-    aligned.name = f"{backend.name}+dpo"
+    aligned.name = f"{backend.name}+{meta.get('method', 'dpo')}"
     return aligned
 
 
