@@ -127,3 +127,72 @@ def test_unknown_method_and_missing_model_are_clear_errors(token: str, tmp_path:
     )
     assert result.exit_code != 0 and "cannot load a model" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_soup_library_then_soup_tune_and_eval(
+    token: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    model = ["--model", str(tiny_model_dir)]
+    missing = run(["tune", "--token", token, "--method", "soup", "--out", str(tmp_path / "s")])
+    assert missing.exit_code != 0 and "valuetune soup build" in missing.stderr
+    library = tmp_path / "library"
+    build = [
+        *("soup", "build", "--out", str(library), "--persona", "progressive-activist"),
+        *("--axis", "care", "--axis", "liberty", "--pairs", "8", "--epochs", "1", *model),
+    ]
+    meta = ok_json(build)
+    assert [c["name"] for c in meta["components"]] == [
+        "persona:progressive-activist",
+        "axis:care",
+        "axis:liberty",
+    ]
+    out = tmp_path / "soup"
+    tune = ["tune", "--token", token, "--method", "soup", "--out", str(out)]
+    soup = ok_json([*tune, "--library", str(library), *model])
+    # the token's profile is the persona's: its adapter carries the soup
+    assert soup["kind"] == "alignment/soup"
+    assert max(soup["weights"], key=soup["weights"].get) == "persona:progressive-activist"
+    doc = ok_json(["eval", "--token", token, "--method", "soup", "--artifact", str(out), *model])
+    assert doc["method"] == "soup" and 0.0 <= doc["fit"] <= 1.0
+    bad = run([*build[:-2], "--axis", "kindness", *model])
+    assert bad.exit_code != 0 and "unknown value axes" in bad.stderr
+
+
+def test_auto_picks_the_cheapest_method_that_fits_and_falls_back_to_dpo(
+    token: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    model = ["--model", str(tiny_model_dir)]
+    tune = ["tune", "--token", token, "--method", "auto"]
+    easy = ok_json([*tune, "--out", str(tmp_path / "a"), "--threshold", "0", *model])
+    assert easy["chosen"] == "precis" and easy["candidates"][0]["validation_fit"] >= 0
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "precis",
+        "valuetune-artifact.json",
+    ]
+    doc = ok_json(
+        ["eval", "--token", token, "--method", "auto", "--artifact", str(tmp_path / "a"), *model]
+    )
+    assert doc["method"] == "auto"
+    hard = ok_json(
+        [*tune, "--out", str(tmp_path / "b"), "--threshold", "1", "--time-budget", "1", *model]
+    )
+    assert hard["chosen"] == "dpo"
+    tried = {c["method"]: c for c in hard["candidates"]}
+    assert tried["precis"]["validation_fit"] < 1 and "soup build" in tried["soup"]["skipped"]
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no staging left
+
+
+def test_compare_recommends_the_cheapest_method_meeting_the_threshold(
+    token: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    model = ["--model", str(tiny_model_dir)]
+    compare = ["compare", "--token", token, "--method", "soup", "--method", "precis", *model]
+    doc = ok_json([*compare, "--threshold", "0"])
+    assert [r["method"] for r in doc["methods"]] == ["precis", "soup"]
+    precis, soup = doc["methods"]
+    assert {"fit", "fit_ci", "gain", "perplexity_change", "build_seconds"} <= set(precis)
+    assert "soup build" in soup["error"]
+    assert doc["recommended"] == "precis" and 0 <= doc["base_fit"] <= 1
+    strict = ok_json([*compare, "--threshold", "1", "--keep", str(tmp_path / "kept")])
+    assert strict["recommended"] is None and strict["best"] == "precis"
+    assert (tmp_path / "kept" / "precis" / "valuetune-artifact.json").is_file()

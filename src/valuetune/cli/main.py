@@ -90,6 +90,8 @@ app.command("precis")(precis.precis_command)
 app.add_typer(tune.data_app, name="data")
 app.command("tune")(tune.tune_command)
 app.command("eval")(tune.eval_command)
+app.command("compare")(tune.compare_command)
+app.add_typer(tune.soup_app, name="soup")
 
 
 def run() -> None:

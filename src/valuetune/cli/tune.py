@@ -27,18 +27,33 @@ MODEL_OPTION = typer.Option(
 )
 
 
-def methods() -> MethodRegistry:
-    """The built-in alignment methods, registered like third-party ones would be."""
+def methods(home: Path | None = None, threshold: float | None = None) -> MethodRegistry:
+    """The built-in alignment methods, registered like third-party ones would be.
+
+    `home` is where `soup` finds its library; `threshold` is the fit `auto` asks for.
+    """
+    from valuetune.tune.auto import THRESHOLD, AutoMethod
     from valuetune.tune.dpo import DPOMethod
     from valuetune.tune.methods import MethodRegistry
     from valuetune.tune.precis import PrecisMethod
+    from valuetune.tune.soup import SoupMethod
     from valuetune.tune.steer import SteerMethod
 
     registry = MethodRegistry()
     registry.register(PrecisMethod())
     registry.register(SteerMethod())
+    registry.register(SoupMethod(home))
     registry.register(DPOMethod())
+    registry.register(AutoMethod(registry, THRESHOLD if threshold is None else threshold))
     return registry
+
+
+LIBRARY_OPTION = typer.Option(
+    None, "--library", help="`soup`: the adapter library (default: the one under --home)."
+)
+THRESHOLD_OPTION = typer.Option(
+    0.8, "--threshold", min=0.0, max=1.0, help="Persona fit a cheaper method must reach."
+)
 
 
 @contextmanager
@@ -134,13 +149,17 @@ def data_build(
 def tune_command(
     ctx: typer.Context,
     token: str = TOKEN_OPTION,
-    method: str = typer.Option("precis", "--method", help="Alignment method."),
+    method: str = typer.Option(
+        "precis", "--method", help="precis, steer, soup, dpo, or auto (the cheapest that fits)."
+    ),
     out: Path = typer.Option(..., "--out", help="Artifact directory to write."),
     model: str = MODEL_OPTION,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
     time_budget: float | None = typer.Option(
         None, "--time-budget", min=1.0, help="Training methods: stop after this many seconds."
     ),
+    library: Path | None = LIBRARY_OPTION,
+    threshold: float = THRESHOLD_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Build an alignment artifact for a token's holder.
@@ -150,7 +169,7 @@ def tune_command(
     """
     from valuetune.tune.scenarios import load_scenario_bank
 
-    chosen = methods().get(method)
+    chosen = methods(state(ctx).settings.home, threshold).get(method)
     verified = _verified(ctx, token)
     backend = _backend(ctx, model)
     with _cancel_on_interrupt() as cancel:
@@ -161,6 +180,7 @@ def tune_command(
             overwrite,
             time_budget_s=time_budget,
             cancel=cancel,
+            library=library,
         )
         meta = chosen.build(request, out)
     if as_json:
@@ -177,6 +197,7 @@ def eval_command(
         None, "--artifact", help="An artifact built by `valuetune tune` (default: build one now)."
     ),
     model: str = MODEL_OPTION,
+    library: Path | None = LIBRARY_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Persona fit of the base model and of the aligned one on the held-out scenarios."""
@@ -185,14 +206,14 @@ def eval_command(
     from valuetune.evaluate.report import evaluate_method
     from valuetune.tune.scenarios import load_scenario_bank
 
-    chosen = methods().get(method)
+    chosen = methods(state(ctx).settings.home).get(method)
     verified = _verified(ctx, token)
     backend = _backend(ctx, model)
     bank = load_scenario_bank()
     with tempfile.TemporaryDirectory(prefix="vt-eval-") as scratch:
         if artifact is None:
             artifact = Path(scratch) / "artifact"
-            chosen.build(_request(backend, verified, bank), artifact)
+            chosen.build(_request(backend, verified, bank, library=library), artifact)
         doc: dict[str, Any] = evaluate_method(
             backend, chosen.apply(backend, artifact), verified.profile(), bank, method=method
         )
@@ -205,3 +226,114 @@ def eval_command(
         f"base {doc['base_fit']:.2f}, gain {doc['gain']:+.2f}, "
         f"perplexity change {doc['perplexity_change']:+.1%} over {doc['n_items']} scenarios"
     )
+
+
+def compare_command(
+    ctx: typer.Context,
+    token: str = TOKEN_OPTION,
+    only: list[str] | None = typer.Option(
+        None, "--method", help="Compare only these methods (repeatable; default: all)."
+    ),
+    model: str = MODEL_OPTION,
+    library: Path | None = LIBRARY_OPTION,
+    threshold: float = THRESHOLD_OPTION,
+    keep: Path | None = typer.Option(
+        None, "--keep", help="Keep the artifacts in this directory (must not exist yet)."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Every method side by side on the held-out scenarios, and the cheapest that fits."""
+    import tempfile
+
+    from valuetune.evaluate.compare import compare_methods
+    from valuetune.tune.artifacts import refuse_occupied
+    from valuetune.tune.scenarios import load_scenario_bank
+
+    registry = methods(state(ctx).settings.home)
+    names = only or [n for n in registry.names() if n != "auto"]
+    chosen = [registry.get(n) for n in names]
+    verified = _verified(ctx, token)
+    if keep is not None:
+        refuse_occupied(keep)
+    backend = _backend(ctx, model)
+    with tempfile.TemporaryDirectory(prefix="vt-compare-") as scratch:
+        workdir = keep or Path(scratch)
+        with _cancel_on_interrupt() as cancel:
+            request = _request(
+                backend, verified, load_scenario_bank(), cancel=cancel, library=library
+            )
+            doc = compare_methods(request, chosen, workdir, threshold=threshold)
+    doc["model"] = backend.model_id
+    if as_json:
+        emit_json(doc)
+        return
+    for row in doc["methods"]:
+        if "error" in row:
+            typer.echo(f"{row['method']:>7}: not built ({row['error']})")
+            continue
+        typer.echo(
+            f"{row['method']:>7}: fit {row['fit']:.2f} (95% CI {row['fit_ci'][0]:.2f}-"
+            f"{row['fit_ci'][1]:.2f}), gain {row['gain']:+.2f}, perplexity "
+            f"{row['perplexity_change']:+.1%}, built in {row['build_seconds']:.0f} s"
+        )
+    typer.echo(f"base model fit {doc['base_fit']:.2f}; {doc['reason']}")
+
+
+soup_app = typer.Typer(help="The soup method's adapter library.", no_args_is_help=True)
+
+
+@soup_app.command("build")
+def soup_build(
+    ctx: typer.Context,
+    model: str = MODEL_OPTION,
+    out: Path | None = typer.Option(
+        None, "--out", help="Library directory (default: the one `tune --method soup` uses)."
+    ),
+    personas: list[str] | None = typer.Option(
+        None, "--persona", help="Personas to include (repeatable; default: all)."
+    ),
+    axes: list[str] | None = typer.Option(
+        None, "--axis", help="Value axes to include (repeatable; default: all)."
+    ),
+    pairs: int = typer.Option(128, "--pairs", min=1, help="Preference pairs per adapter."),
+    epochs: float = typer.Option(2.0, "--epochs", min=0.1, help="Epochs per adapter."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Train the soup library once per base model: one adapter per persona and per axis.
+
+    Finished adapters are kept: after Ctrl-C or a kill, the same command carries on.
+    """
+    from dataclasses import replace
+
+    from valuetune.errors import ValuetuneError
+    from valuetune.tune.scenarios import load_scenario_bank
+    from valuetune.tune.soup import LIBRARY_SETTINGS, build_library, default_library, library_plan
+    from valuetune.values.axes import load_axes
+    from valuetune.values.personas import get_persona, load_personas
+
+    chosen_personas = [get_persona(p) for p in personas] if personas else list(load_personas())
+    known = load_axes().value_ids
+    unknown = sorted(set(axes or []) - set(known))
+    if unknown:
+        raise ValuetuneError(f"unknown value axes {unknown}; known: {', '.join(known)}")
+    backend = _backend(ctx, model)
+    library = out or default_library(state(ctx).settings.home, backend)
+    plan = library_plan(chosen_personas, axes or known)
+
+    def progress(name: str, i: int, total: int) -> None:
+        typer.echo(f"[{i + 1}/{total}] {name}", err=True)
+
+    with _cancel_on_interrupt() as cancel:
+        meta = build_library(
+            backend,
+            library,
+            load_scenario_bank(),
+            plan,
+            replace(LIBRARY_SETTINGS, pairs=pairs, epochs=epochs),
+            cancel=cancel,
+            progress=progress,
+        )
+    if as_json:
+        emit_json({"out": str(library), **meta})
+    else:
+        typer.echo(f"soup library of {len(meta['components'])} adapters at {library}")

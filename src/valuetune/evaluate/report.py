@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
-from valuetune.evaluate.fit import persona_fit
+from valuetune.evaluate.fit import FitReport, persona_fit
 from valuetune.llm.base import LLMBackend
 from valuetune.tune.scenarios import ScenarioBank
 from valuetune.values.profile import ValueProfile
@@ -19,6 +20,23 @@ def general_text() -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split("\n\n") if p.strip())
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """The base model's side of an evaluation, computed once when comparing methods."""
+
+    fit: FitReport
+    perplexity: float
+
+
+def baseline(
+    base: LLMBackend, profile: ValueProfile, bank: ScenarioBank, seed: int = 0
+) -> Baseline:
+    return Baseline(
+        persona_fit(base, profile, bank.split("heldout"), seed=seed),
+        base.perplexity(general_text()),
+    )
+
+
 def evaluate_method(
     base: LLMBackend,
     aligned: LLMBackend,
@@ -27,13 +45,13 @@ def evaluate_method(
     *,
     method: str,
     seed: int = 0,
+    base_side: Baseline | None = None,
 ) -> dict[str, Any]:
     """The JSON document of `valuetune eval`."""
-    heldout = bank.split("heldout")
-    before = persona_fit(base, profile, heldout, seed=seed)
-    after = persona_fit(aligned, profile, heldout, seed=seed)
-    texts = general_text()
-    ppl_base, ppl = base.perplexity(texts), aligned.perplexity(texts)
+    base_side = base_side or baseline(base, profile, bank, seed)
+    before, ppl_base = base_side.fit, base_side.perplexity
+    after = persona_fit(aligned, profile, bank.split("heldout"), seed=seed)
+    ppl = aligned.perplexity(general_text())
     return {
         "method": method,
         "fit": round(after.fit, 4),

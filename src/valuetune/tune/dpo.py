@@ -355,7 +355,7 @@ def _trainer_class(split: int, layers_path: str | None, completion_head: bool) -
     return PersonalDPOTrainer
 
 
-def _stop_callback(deadline: float | None, cancel: threading.Event | None) -> Any:
+def stop_callback(deadline: float | None, cancel: threading.Event | None) -> Any:
     from transformers import TrainerCallback
 
     class StopWhenAsked(TrainerCallback):
@@ -493,7 +493,7 @@ def train_adapter(
 
     started = time.monotonic()
     deadline = started + settings.time_budget_s if settings.time_budget_s else None
-    stopper = _stop_callback(deadline, cancel)
+    stopper = stop_callback(deadline, cancel)
     # the Trainer prints its logs; stdout belongs to the caller (e.g. a --json document)
     with redirect_stdout(sys.stderr):
         try:
