@@ -75,6 +75,8 @@ class DPOSettings:
     """DPO temperature: how far the adapter may move from the base model."""
     loss_type: str = "sigmoid_norm"
     """TRL loss; `sigmoid_norm` is DPO on length-normalised log-ratios."""
+    sft_weight: float = 0.0
+    """Weight of TRL's `sft` loss (likelihood of the chosen reply) added to the DPO loss."""
     trainable_layers: int = 8
     """LoRA on the top this-many decoder layers; 0 trains every layer (no replay)."""
     lora_r: int = 16
@@ -428,7 +430,8 @@ def build_trainer(
         lr_scheduler_type="cosine",
         warmup_steps=0.1,
         beta=settings.beta,
-        loss_type=[settings.loss_type],
+        loss_type=[settings.loss_type, *(["sft"] if settings.sft_weight else [])],
+        loss_weights=[1.0, *([settings.sft_weight] if settings.sft_weight else [])],
         max_length=settings.max_length,
         truncation_mode="keep_start",
         precompute_ref_log_probs=True,
