@@ -15,6 +15,7 @@ pytest.importorskip("peft")
 
 from safetensors.torch import load_file  # noqa: E402
 
+from valuetune.evaluate.fit import preference_margin  # noqa: E402
 from valuetune.llm.base import BackendError, Message  # noqa: E402
 from valuetune.llm.local import TransformersBackend  # noqa: E402
 from valuetune.tune.artifacts import ArtifactError, read_metadata  # noqa: E402
@@ -66,15 +67,6 @@ def _pairs(n: int = 16) -> list[PreferencePair]:
     ]
 
 
-def _margin(backend: TransformersBackend, pairs: list[PreferencePair]) -> float:
-    """Mean log-likelihood advantage of the chosen over the rejected reply."""
-    total = 0.0
-    for p in pairs:
-        chosen, rejected = backend.score([Message("user", p.prompt)], [p.chosen, p.rejected])
-        total += chosen.mean_logprob - rejected.mean_logprob
-    return total / len(pairs)
-
-
 def _lora_weights(folder: Path) -> dict[str, Any]:
     return load_file(str(folder / "adapter_model.safetensors"))
 
@@ -122,7 +114,7 @@ def test_training_moves_the_model_toward_the_chosen_replies(
     tiny: TransformersBackend, tmp_path: Path
 ) -> None:
     pairs = _pairs()
-    before = _margin(tiny, pairs)
+    before = preference_margin(tiny, pairs)
     meta = train_adapter(tiny, pairs, FAST, tmp_path / "a", metadata={"token_jti_hash": "x"})
     weights = _lora_weights(tmp_path / "a")
     # PEFT starts every B matrix at zero: a non-zero B means the step changed parameters
@@ -130,8 +122,8 @@ def test_training_moves_the_model_toward_the_chosen_replies(
     # only the top two layers carry the adapter
     assert {int(k.split("layers.")[1].split(".")[0]) for k in weights} == {2, 3}
     aligned = load_adapter(tiny, tmp_path / "a")
-    assert _margin(aligned, pairs) > before + 0.05
-    assert _margin(tiny, pairs) == pytest.approx(before)  # the base model is untouched
+    assert preference_margin(aligned, pairs) > before + 0.05
+    assert preference_margin(tiny, pairs) == pytest.approx(before)  # the base model is untouched
     assert meta["metrics"]["steps"] == 8 and meta["metrics"]["stopped"] == "completed"
     assert meta["trainable_layers"] == [2, 3]
     for field in ("base_model_sha256", "dataset_sha256", "config", "metrics", "token_jti_hash"):

@@ -9,23 +9,16 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("trl")
 
+from valuetune.evaluate.fit import preference_margin
 from valuetune.evaluate.report import general_text
 from valuetune.llm.base import Message
 from valuetune.llm.local import TransformersBackend
 from valuetune.tune.dpo import DPOSettings, load_adapter, train_adapter
-from valuetune.tune.pairs import PreferencePair, build_pairs
+from valuetune.tune.pairs import build_pairs
 from valuetune.tune.scenarios import load_scenario_bank
 from valuetune.values.personas import get_persona
 
 SETTINGS = DPOSettings(pairs=24, epochs=2, trainable_layers=4, beta=2.0, checkpoint_every=100)
-
-
-def _margin(backend: TransformersBackend, pairs: list[PreferencePair]) -> float:
-    total = 0.0
-    for p in pairs:
-        chosen, rejected = backend.score([Message("user", p.prompt)], [p.chosen, p.rejected])
-        total += chosen.mean_logprob - rejected.mean_logprob
-    return total / len(pairs)
 
 
 @pytest.mark.slow
@@ -35,11 +28,11 @@ def test_dpo_on_the_embedded_model_prefers_the_holders_replies(tmp_path: Path) -
     pairs = build_pairs(
         profile, load_scenario_bank().split("train"), limit=SETTINGS.pairs, first_choice_only=True
     )
-    before = _margin(backend, pairs)
+    before = preference_margin(backend, pairs)
     meta = train_adapter(backend, pairs, SETTINGS, tmp_path / "adapter", metadata={})
     assert meta["trainable_layers"] == [26, 27, 28, 29]
     aligned = load_adapter(backend, tmp_path / "adapter")
-    assert _margin(aligned, pairs) > before + 0.1
+    assert preference_margin(aligned, pairs) > before + 0.1
     # general text stays readable: this small run moves perplexity by well under half
     texts = general_text()
     assert aligned.perplexity(texts) < 1.5 * backend.perplexity(texts)

@@ -18,6 +18,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from valuetune.llm.base import LLMBackend, Message
+from valuetune.tune.pairs import PreferencePair
 from valuetune.tune.scenarios import Scenario
 from valuetune.values.profile import ValueProfile
 
@@ -54,6 +55,17 @@ def model_scores(backend: LLMBackend, scenario: Scenario) -> list[float]:
     """The model's length-normalised log-likelihood of each reply."""
     scores = backend.score([Message("user", scenario.prompt)], [a.text for a in scenario.actions])
     return [s.mean_logprob for s in scores]
+
+
+def preference_margin(backend: LLMBackend, pairs: Sequence[PreferencePair]) -> float:
+    """Mean length-normalised log-likelihood advantage of the chosen over the rejected reply."""
+    total = 0.0
+    for pair in pairs:
+        chosen, rejected = backend.score(
+            [Message("user", pair.prompt)], [pair.chosen, pair.rejected]
+        )
+        total += chosen.mean_logprob - rejected.mean_logprob
+    return total / max(1, len(pairs))
 
 
 def bootstrap_ci(values: Sequence[float], *, seed: int = 0) -> tuple[float, float]:
