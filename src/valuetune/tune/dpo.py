@@ -71,12 +71,15 @@ class DPOSettings:
     epochs: float = 2.0
     learning_rate: float = 1e-3
     batch_size: int = 8
-    beta: float = 0.1
-    """DPO temperature: how far the adapter may move from the base model."""
+    beta: float = 2.0
+    """DPO temperature. With length-normalised log-ratios (per token), 2 saturates the loss
+    at a margin of a few nats per token; TRL's 0.1 (sized for summed log-ratios) let the
+    loss push log-probs down without bound and multiplied perplexity by 10^14."""
     loss_type: str = "sigmoid_norm"
     """TRL loss; `sigmoid_norm` is DPO on length-normalised log-ratios."""
-    sft_weight: float = 0.0
-    """Weight of TRL's `sft` loss (likelihood of the chosen reply) added to the DPO loss."""
+    sft_weight: float = 0.5
+    """Weight of TRL's `sft` loss (likelihood of the chosen reply) added to the DPO loss;
+    it keeps the model's language intact (perplexity change -4% instead of +85%)."""
     trainable_layers: int = 8
     """LoRA on the top this-many decoder layers; 0 trains every layer (no replay)."""
     lora_r: int = 16
