@@ -291,10 +291,13 @@ def _reference_logps(
     zero, so with it disabled the model is the reference. `context` wraps the pass (the
     layer replay records here).
     """
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
     disabled = model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
     out: dict[_Sequence, float] = {}
+    starts = tqdm(range(0, len(sequences), batch), desc="Reference pass", unit="batch")
     with context, disabled, autocast, torch.no_grad():
-        for start in range(0, len(sequences), batch):
+        for start in starts:
             chunk = sequences[start : start + batch]
             width = max(len(s) for s in chunk)
             ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
@@ -337,7 +340,9 @@ def _trainer_class(split: int, layers_path: str | None, completion_head: bool) -
                 {side: _Sequence.of(row["prompt_ids"], row[f"{side}_ids"], limit) for side in SIDES}
                 for row in dataset
             ]
-            distinct = sorted({seq for row in rows for seq in row.values()}, key=len)
+            distinct = sorted(
+                {s for row in rows for s in row.values()}, key=lambda s: (len(s), s.ids)
+            )
             logps = _reference_logps(
                 self.model,
                 distinct,
