@@ -1,7 +1,8 @@
 """Persona fit of every alignment method for contrasting personas (issue 4's targets).
 
 Run:  .venv/bin/python bench/personalize.py [--personas progressive-activist national-conservative]
-      [--methods precis steer dpo] [--dpo-settings '{"pairs": 256}'] [--home DIR]
+      [--methods precis steer soup dpo] [--dpo-settings '{"pairs": 256}'] [--home DIR]
+      [--library DIR]   (soup: a library built by `valuetune soup build`)
 
 For each persona: the base model's fit on the held-out scenarios, each method's fit, gain,
 95% CI and perplexity change, build time; and, between the first two personas, how often
@@ -25,12 +26,14 @@ from valuetune.tune.dpo import DPOMethod, DPOSettings
 from valuetune.tune.methods import AlignmentMethod, TuneRequest
 from valuetune.tune.precis import PrecisMethod
 from valuetune.tune.scenarios import load_scenario_bank
+from valuetune.tune.soup import SoupMethod
 from valuetune.tune.steer import SteerMethod
 from valuetune.values.personas import get_persona
 
 METHODS: dict[str, AlignmentMethod] = {
     "precis": PrecisMethod(),
     "steer": SteerMethod(),
+    "soup": SoupMethod(),
     "dpo": DPOMethod(),
 }
 
@@ -45,7 +48,9 @@ def main() -> None:
         "--dpo-settings", type=json.loads, default={}, help="DPOSettings fields as JSON"
     )
     parser.add_argument("--home", type=Path, default=Path(tempfile.gettempdir()) / "vt-bench-home")
+    parser.add_argument("--library", type=Path, help="soup library (default: under --home)")
     args = parser.parse_args()
+    METHODS["soup"] = SoupMethod(args.home)
     METHODS["dpo"] = DPOMethod(DPOSettings(**args.dpo_settings))
     backend = TransformersBackend.embedded(args.home)
     bank = load_scenario_bank()
@@ -63,7 +68,10 @@ def main() -> None:
             method = METHODS[name]
             out = work / f"{persona_id}-{name}"
             started = time.perf_counter()
-            method.build(TuneRequest(backend, profile, persona_id, bank, backend.model_id, {}), out)
+            extra = {"library": args.library} if args.library else {}
+            method.build(
+                TuneRequest(backend, profile, persona_id, bank, backend.model_id, extra), out
+            )
             built = time.perf_counter() - started
             model = method.apply(backend, out)
             doc = evaluate_method(backend, model, profile, bank, method=name)
