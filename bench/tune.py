@@ -166,7 +166,7 @@ def main() -> None:
         print(
             f"| {row['recipe']} | {row['pairs']} | {row['epochs']} | {row['train_seconds']} | "
             f"{row['seconds_per_pair_epoch']} | {row['peak_rss_mb']} | {row['fit']:.3f} | "
-            f"{row['fit_ci'][0]:.2f}-{row['fit_ci'][1]:.2f} |"
+            f"{row['fit_ci'][0]:.2f}-{row['fit_ci'][1]:.2f} | {row['perplexity_change']:+.1%} |"
         )
     print(f"\nbase fit {ours['base_fit']:.3f}")
     speed = default["seconds_per_pair_epoch"] / ours["seconds_per_pair_epoch"]
