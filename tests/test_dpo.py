@@ -22,13 +22,13 @@ from valuetune.tune.artifacts import ArtifactError, read_metadata  # noqa: E402
 from valuetune.tune.dpo import (  # noqa: E402
     DPOMethod,
     DPOSettings,
-    LowerLayerReplay,
     TrainingCancelled,
     build_trainer,
     load_adapter,
     run_directory,
     train_adapter,
 )
+from valuetune.tune.fastpath import LowerLayerReplay  # noqa: E402
 from valuetune.tune.methods import TuneRequest  # noqa: E402
 from valuetune.tune.pairs import PreferencePair  # noqa: E402
 from valuetune.tune.scenarios import parse_bank  # noqa: E402
