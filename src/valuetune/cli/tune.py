@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from valuetune.cli.common import JSON_OPTION, emit_json, read_secret_argument, state
+from valuetune.tune.methods import FIT_THRESHOLD
 
 if TYPE_CHECKING:
     from valuetune.llm.local import TransformersBackend
@@ -32,7 +33,7 @@ def methods(home: Path | None = None, threshold: float | None = None) -> MethodR
 
     `home` is where `soup` finds its library; `threshold` is the fit `auto` asks for.
     """
-    from valuetune.tune.auto import THRESHOLD, AutoMethod
+    from valuetune.tune.auto import AutoMethod
     from valuetune.tune.dpo import DPOMethod
     from valuetune.tune.methods import MethodRegistry
     from valuetune.tune.precis import PrecisMethod
@@ -44,7 +45,7 @@ def methods(home: Path | None = None, threshold: float | None = None) -> MethodR
     registry.register(SteerMethod())
     registry.register(SoupMethod(home))
     registry.register(DPOMethod())
-    registry.register(AutoMethod(registry, THRESHOLD if threshold is None else threshold))
+    registry.register(AutoMethod(registry, FIT_THRESHOLD if threshold is None else threshold))
     return registry
 
 
@@ -52,7 +53,7 @@ LIBRARY_OPTION = typer.Option(
     None, "--library", help="`soup`: the adapter library (default: the one under --home)."
 )
 THRESHOLD_OPTION = typer.Option(
-    0.8, "--threshold", min=0.0, max=1.0, help="Persona fit a cheaper method must reach."
+    FIT_THRESHOLD, "--threshold", min=0.0, max=1.0, help="Persona fit a cheaper method must reach."
 )
 
 

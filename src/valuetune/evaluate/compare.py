@@ -9,10 +9,8 @@ from typing import Any
 
 from valuetune.errors import ValuetuneError
 from valuetune.evaluate.report import baseline, evaluate_method
-from valuetune.tune.methods import AlignmentMethod, TuneRequest
+from valuetune.tune.methods import FIT_THRESHOLD, AlignmentMethod, TuneRequest
 
-THRESHOLD = 0.80
-"""Persona fit a method must reach to be recommended (the issue's fine-tune target)."""
 PERPLEXITY_LIMIT = 0.10
 """Largest relative perplexity increase on general text a recommended method may cause."""
 
@@ -22,7 +20,7 @@ def compare_methods(
     methods: Sequence[AlignmentMethod],
     workdir: Path,
     *,
-    threshold: float = THRESHOLD,
+    threshold: float = FIT_THRESHOLD,
     perplexity_limit: float = PERPLEXITY_LIMIT,
 ) -> dict[str, Any]:
     """Build, apply and evaluate each method (cheapest first) on the held-out scenarios.

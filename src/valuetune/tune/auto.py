@@ -31,12 +31,10 @@ from valuetune.tune.artifacts import (
     refuse_occupied,
     write_metadata,
 )
-from valuetune.tune.methods import AlignmentMethod, MethodRegistry, TuneRequest
+from valuetune.tune.methods import FIT_THRESHOLD, AlignmentMethod, MethodRegistry, TuneRequest
 from valuetune.tune.scenarios import Scenario, ScenarioBank
 
 AUTO_KIND = "alignment/auto"
-THRESHOLD = 0.80
-"""Persona fit a cheaper method must reach to be chosen (the fine-tune's target)."""
 VALIDATION_SCENARIOS = 60
 
 
@@ -50,7 +48,7 @@ class AutoMethod(AlignmentMethod):
     name = "auto"
     cost = 100  # it builds one or more of the others
 
-    def __init__(self, registry: MethodRegistry, threshold: float = THRESHOLD) -> None:
+    def __init__(self, registry: MethodRegistry, threshold: float = FIT_THRESHOLD) -> None:
         self.registry, self.threshold = registry, threshold
 
     def candidates(self) -> list[AlignmentMethod]:

@@ -17,6 +17,10 @@ from valuetune.llm.base import LLMBackend
 from valuetune.tune.scenarios import ScenarioBank
 from valuetune.values.profile import ValueProfile
 
+FIT_THRESHOLD = 0.80
+"""Persona fit a method must reach to count as fitting well: what `auto` requires of a
+cheaper method before it skips the fine-tune, and what `compare` recommends by."""
+
 
 @dataclass(frozen=True)
 class TuneRequest:
