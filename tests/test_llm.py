@@ -74,6 +74,76 @@ def test_generation_is_deterministic_and_respects_limits(tiny: TransformersBacke
     assert tiny.generate(CHAT, sampled) == tiny.generate(CHAT, sampled)
 
 
+def _generated_ids(backend: TransformersBackend, options: GenerationOptions) -> list[int]:
+    """What transformers' own greedy `generate` produces: an independent reference."""
+    prompt = backend.chat_ids(CHAT, add_generation_prompt=True)
+    ids = torch.tensor([prompt])
+    out = backend.model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=options.max_new_tokens,
+        do_sample=False,
+        pad_token_id=backend.tokenizer.pad_token_id,
+    )[0]
+    return [int(t) for t in out[len(prompt) :]]
+
+
+def test_greedy_decoding_matches_transformers_generate(tiny: TransformersBackend) -> None:
+    options = GenerationOptions(max_new_tokens=16)
+    reference = _generated_ids(tiny, options)
+    reply = tiny.generate(CHAT, options)
+    assert reply.completion_tokens == len(reference)
+    assert reply.text == tiny.tokenizer.decode(reference, skip_special_tokens=True)
+
+
+def test_stream_pieces_add_up_and_logprobs_match_a_plain_forward(
+    tiny: TransformersBackend,
+) -> None:
+    options = GenerationOptions(max_new_tokens=10, logprobs=True, top_logprobs=3)
+    pieces = list(tiny.stream(CHAT, options))
+    assert all(p.finish_reason is None for p in pieces[:-1]) and pieces[-1].finish_reason
+    whole = tiny.generate(CHAT, options)
+    assert "".join(p.text for p in pieces) == whole.text
+    tokens = _generated_ids(tiny, options)
+    assert len(whole.logprobs) == len(tokens) == pieces[-1].completion_tokens
+    prompt = tiny.chat_ids(CHAT, add_generation_prompt=True)
+    with torch.no_grad():
+        logits = tiny.model(input_ids=torch.tensor([prompt + tokens])).logits[0].float()
+    logp = torch.log_softmax(logits, dim=-1)
+    for k, (token, entry) in enumerate(zip(tokens, whole.logprobs, strict=True)):
+        expected = logp[len(prompt) + k - 1, token].item()
+        assert entry.logprob == pytest.approx(expected, abs=1e-4)
+        assert entry.token == tiny.tokenizer.decode([token])
+        assert len(entry.top) == 3
+        assert [v for _, v in entry.top] == sorted((v for _, v in entry.top), reverse=True)
+        assert entry.top[0][1] == pytest.approx(entry.logprob, abs=1e-5)  # greedy: the top one
+
+
+def test_stop_strings_cut_the_reply_and_never_leak_into_a_piece(
+    tiny: TransformersBackend,
+) -> None:
+    free = tiny.generate(CHAT, GenerationOptions(max_new_tokens=24))
+    stop = free.text[len(free.text) // 2 : len(free.text) // 2 + 3]
+    assert len(stop) == 3
+    options = GenerationOptions(max_new_tokens=24, stop=(stop,))
+    pieces = list(tiny.stream(CHAT, options))
+    text = "".join(p.text for p in pieces)
+    assert text == free.text[: free.text.index(stop)]
+    assert pieces[-1].finish_reason == "stop"
+    assert all(stop not in p.text for p in pieces)
+
+
+def test_sampling_options(tiny: TransformersBackend) -> None:
+    greedy = tiny.generate(CHAT, GenerationOptions(max_new_tokens=12))
+    narrow = GenerationOptions(max_new_tokens=12, temperature=1.5, top_p=1e-6, seed=1)
+    assert tiny.generate(CHAT, narrow).text == greedy.text  # the nucleus is the top token
+    draws = {
+        tiny.generate(CHAT, GenerationOptions(max_new_tokens=12, temperature=1.0, seed=s)).text
+        for s in range(4)
+    }
+    assert len(draws) > 1  # a random tiny model is near uniform: seeds differ
+
+
 def test_perplexity_matches_its_definition(tiny: TransformersBackend) -> None:
     texts = ["The water cycle moves water between sea, air and land.", "Bread needs flour."]
     total, count = 0.0, 0

@@ -18,6 +18,7 @@ from valuetune.cli import (
     personas,
     precis,
     profile,
+    serve,
     simulate,
     survey,
     tokens,
@@ -92,6 +93,7 @@ app.command("tune")(tune.tune_command)
 app.command("eval")(tune.eval_command)
 app.command("compare")(tune.compare_command)
 app.add_typer(tune.soup_app, name="soup")
+app.command("serve")(serve.serve_command)
 
 
 def run() -> None:

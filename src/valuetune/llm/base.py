@@ -1,15 +1,16 @@
 """The backend interface every language model implements, and the backend registry.
 
-Two operations: `generate` (a chat reply) and `score` (the log-likelihood of given
-continuations after a conversation, which the persona-fit benchmark and pair selection
-use). Capability flags say what else a backend can do. Built-in backends register the
-same way a third party would, and a name can be registered once.
+Two operations: `generate` (a chat reply; `stream` gives it piece by piece) and `score`
+(the log-likelihood of given continuations after a conversation, which the persona-fit
+benchmark and pair selection use). Capability flags say what else a backend can do.
+Built-in backends register the same way a third party would, and a name can be
+registered once.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,6 +37,17 @@ class GenerationOptions(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    logprobs: bool = False
+    top_logprobs: int = Field(0, ge=0, le=20, description="Alternatives reported per token.")
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token: its text, log-probability, and the most likely alternatives."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,18 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: Literal["stop", "length"]
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a streamed reply; the last one carries the finish reason and counts."""
+
+    text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
+    finish_reason: Literal["stop", "length"] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,6 +94,17 @@ class LLMBackend(ABC):
     @abstractmethod
     def generate(self, messages: Sequence[Message], options: GenerationOptions) -> Generation:
         """The assistant's reply to `messages`."""
+
+    def stream(self, messages: Sequence[Message], options: GenerationOptions) -> Iterator[Chunk]:
+        """The reply in pieces as it is produced; by default, all of it in one piece."""
+        reply = self.generate(messages, options)
+        yield Chunk(
+            reply.text,
+            reply.logprobs,
+            reply.finish_reason,
+            reply.prompt_tokens,
+            reply.completion_tokens,
+        )
 
     @abstractmethod
     def score(

@@ -8,7 +8,7 @@ emulated bf16 is slower than fp32.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,11 +17,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from valuetune.llm.base import (
     BackendError,
+    Chunk,
     ContinuationScore,
     Generation,
     GenerationOptions,
     LLMBackend,
     Message,
+    TokenLogprob,
 )
 from valuetune.llm.embedded import cached_model_dir
 
@@ -188,31 +190,87 @@ class TransformersBackend(LLMBackend):
             raise BackendError("perplexity needs text of at least two tokens")
         return float(torch.exp(torch.tensor(total / count)).item())
 
-    @torch.inference_mode()
     def generate(self, messages: Sequence[Message], options: GenerationOptions) -> Generation:
-        prompt = self.chat_ids(messages, add_generation_prompt=True)
-        if options.seed is not None:
-            torch.manual_seed(options.seed)
-        sampling = options.temperature > 0
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": options.max_new_tokens,
-            "do_sample": sampling,
-            "pad_token_id": self.tokenizer.pad_token_id,
-        }
-        if sampling:
-            kwargs.update(temperature=options.temperature, top_p=options.top_p)
-        if options.stop:
-            kwargs.update(stop_strings=list(options.stop), tokenizer=self.tokenizer)
-        ids = torch.tensor([prompt], device=self.device)
-        output = self.model.generate(  # type: ignore[operator]
-            ids, attention_mask=torch.ones_like(ids), **kwargs
-        )[0]
-        new = output[len(prompt) :].tolist()
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        finish: Literal["stop", "length"] = (
-            "length" if len(new) >= options.max_new_tokens else "stop"
+        pieces = list(self.stream(messages, options))
+        last = pieces[-1]
+        assert last.finish_reason is not None
+        return Generation(
+            "".join(p.text for p in pieces),
+            last.prompt_tokens,
+            last.completion_tokens,
+            last.finish_reason,
+            tuple(lp for p in pieces for lp in p.logprobs),
         )
-        for stop in options.stop:
-            if stop in text:
-                text, finish = text[: text.index(stop)], "stop"
-        return Generation(text, len(prompt), len(new), finish)
+
+    def _stop_ids(self) -> set[int]:
+        ids = self.model.generation_config.eos_token_id
+        found = set(ids) if isinstance(ids, list) else {ids} if ids is not None else set()
+        return found | {self.tokenizer.eos_token_id}
+
+    def _logprob(self, logp: torch.Tensor, token: int, top: int) -> TokenLogprob:
+        alternatives: tuple[tuple[str, float], ...] = ()
+        if top:
+            values, ids = logp.topk(top)
+            alternatives = tuple(
+                (self.tokenizer.decode([int(i)]), float(v))
+                for v, i in zip(values.tolist(), ids.tolist(), strict=True)
+            )
+        return TokenLogprob(self.tokenizer.decode([token]), float(logp[token]), alternatives)
+
+    @torch.inference_mode()
+    def stream(self, messages: Sequence[Message], options: GenerationOptions) -> Iterator[Chunk]:
+        """Decode token by token with a KV cache, releasing text as soon as it is final.
+
+        Text that could still turn into a stop string, or ends in a partial UTF-8
+        character, is held back until it cannot. Sampling uses a generator seeded from
+        `options.seed`, so a seeded request repeats exactly; temperature 0 is greedy.
+        """
+        prompt = self.chat_ids(messages, add_generation_prompt=True)
+        rng = torch.Generator(device=self.device)
+        if options.seed is not None:
+            rng.manual_seed(options.seed)
+        else:
+            rng.seed()
+        stop_ids, hold = self._stop_ids(), max((len(s) for s in options.stop), default=1) - 1
+        ids, cache = torch.tensor([prompt], device=self.device), None
+        new: list[int] = []
+        released, pending = 0, []
+        text = ""
+        finish: Literal["stop", "length"] = "length"
+        for _ in range(options.max_new_tokens):
+            extra: dict[str, Any] = {self._cache_argument: cache} if cache is not None else {}
+            out = self.model(input_ids=ids, use_cache=True, **extra)
+            cache = out.past_key_values
+            logits = out.logits[0, -1].float()
+            token = _pick(logits, options, rng)
+            if token in stop_ids:
+                finish = "stop"
+                break
+            new.append(token)
+            if options.logprobs:
+                logp = torch.log_softmax(logits, dim=-1)
+                pending.append(self._logprob(logp, token, options.top_logprobs))
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            cut = min((text.find(s) for s in options.stop if s in text), default=-1)
+            if cut >= 0:
+                text, finish = text[:cut], "stop"
+                break
+            safe = len(text) - hold - (1 if text.endswith("\ufffd") else 0)
+            if safe > released:
+                yield Chunk(text[released:safe], tuple(pending))
+                released, pending = safe, []
+            ids = torch.tensor([[token]], device=self.device)
+        yield Chunk(text[released:], tuple(pending), finish, len(prompt), len(new))
+
+
+def _pick(logits: torch.Tensor, options: GenerationOptions, rng: torch.Generator) -> int:
+    """The next token: greedy at temperature 0, else nucleus sampling."""
+    if options.temperature == 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits / options.temperature, dim=-1)
+    if options.top_p < 1.0:
+        ordered, order = probs.sort(descending=True)
+        outside = ordered.cumsum(0) - ordered >= options.top_p  # keep the smallest nucleus
+        ordered[outside] = 0.0
+        probs = torch.zeros_like(probs).scatter(0, order, ordered)
+    return int(torch.multinomial(probs, 1, generator=rng))

@@ -6,11 +6,12 @@ conversation starts with the précis as (or in front of) the system message.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from valuetune.llm.base import (
+    Chunk,
     ContinuationScore,
     Generation,
     GenerationOptions,
@@ -47,6 +48,9 @@ class PrecisBackend(LLMBackend):
 
     def generate(self, messages: Sequence[Message], options: GenerationOptions) -> Generation:
         return self.base.generate(with_system(messages, self.instruction), options)
+
+    def stream(self, messages: Sequence[Message], options: GenerationOptions) -> Iterator[Chunk]:
+        return self.base.stream(with_system(messages, self.instruction), options)
 
     def score(
         self, messages: Sequence[Message], continuations: Sequence[str]

@@ -34,6 +34,7 @@ from valuetune.evaluate.fit import persona_fit
 from valuetune.evaluate.report import general_text
 from valuetune.llm.base import (
     BackendError,
+    Chunk,
     ContinuationScore,
     Generation,
     GenerationOptions,
@@ -257,6 +258,10 @@ class SteeredBackend(LLMBackend):
     def generate(self, messages: Sequence[Message], options: GenerationOptions) -> Generation:
         with self._steering():
             return self.base.generate(messages, options)
+
+    def stream(self, messages: Sequence[Message], options: GenerationOptions) -> Iterator[Chunk]:
+        with self._steering():  # held while the caller iterates
+            yield from self.base.stream(messages, options)
 
     def score(
         self, messages: Sequence[Message], continuations: Sequence[str]

@@ -1,0 +1,71 @@
+"""`valuetune serve`: the OpenAI-compatible API on loopback by default."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from valuetune.cli.common import state
+from valuetune.errors import ValuetuneError
+
+if TYPE_CHECKING:
+    from valuetune.llm.base import LLMBackend
+
+EMBEDDED_NAME = "smollm2"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _loader(path: Path | None, home: Path) -> Callable[[], LLMBackend]:
+    def load() -> LLMBackend:
+        from valuetune.llm.local import TransformersBackend
+
+        if path is None:
+            return TransformersBackend.embedded(home)
+        return TransformersBackend.from_directory(path)
+
+    return load
+
+
+def serve_command(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
+    model: list[str] | None = typer.Option(
+        None,
+        "--model",
+        help="Serve a local model directory as NAME=DIR (repeatable); "
+        f"the embedded model is served as `{EMBEDDED_NAME}`.",
+    ),
+    embedded: bool = typer.Option(
+        True, "--embedded/--no-embedded", help=f"Serve the embedded model as `{EMBEDDED_NAME}`."
+    ),
+) -> None:
+    """Serve the OpenAI-compatible API: chat completions aligned to each request's token."""
+    import uvicorn
+
+    from valuetune.server.app import create_app
+    from valuetune.server.host import ModelHost
+
+    if host not in LOOPBACK:
+        raise ValuetuneError(
+            f"refusing to listen on {host}: beyond loopback every request needs an API key, "
+            "and API keys are not available yet; use --host 127.0.0.1"
+        )
+    cli = state(ctx)
+    home = cli.settings.home
+    models = {EMBEDDED_NAME: _loader(None, home)} if embedded else {}
+    for spec in model or []:
+        name, sep, where = spec.partition("=")
+        if not sep or not name or "@" in name or not Path(where).is_dir():
+            raise ValuetuneError(f"--model wants NAME=DIR with an existing directory, got {spec!r}")
+        models[name] = _loader(Path(where), home)
+    if not models:
+        raise ValuetuneError("nothing to serve: give --model NAME=DIR or drop --no-embedded")
+    app = create_app(cli.settings, ModelHost(models, cli.tokens(), cli.aliases()))
+    typer.echo(
+        f"valuetune: serving {', '.join(sorted(models))} on http://{host}:{port}/v1", err=True
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

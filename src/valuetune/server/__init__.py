@@ -1,0 +1,1 @@
+"""The HTTP server: the OpenAI-compatible API (and, later, the web app)."""

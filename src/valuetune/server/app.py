@@ -1,0 +1,111 @@
+"""`create_app(settings)`: the HTTP server, with its state on `app.state` (no globals).
+
+Errors of every kind leave as OpenAI error objects (`{"error": {message, type, param,
+code}}`) with the status OpenAI would use, and never echo a token, alias or prompt.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from valuetune.errors import ValuetuneError
+from valuetune.server.chat import router as chat_router
+from valuetune.server.host import HostError, ModelHost
+from valuetune.server.schema import error_body
+from valuetune.settings import Settings
+from valuetune.token.alias import RateLimitedError
+
+MAX_BODY_BYTES = 1_000_000
+"""Largest request body accepted (a prompt of about 250,000 words)."""
+
+
+def _error(status: int, message: str, kind: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(error_body(message, kind, **extra), status_code=status)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = [str(p) for p in first.get("loc", ()) if p != "body"]
+    field = ".".join(where) or None
+    reason = str(first.get("msg", "invalid request"))
+    if first.get("type") == "json_invalid":
+        return "The request body is not valid JSON.", None
+    return (f"Invalid value for {field}: {reason}" if field else reason), field
+
+
+def create_app(settings: Settings, host: ModelHost) -> FastAPI:
+    """The API server for `host`'s models."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # load the models in the background: /health answers at once, /ready once loaded
+        threading.Thread(target=host.load_all, name="valuetune-load", daemon=True).start()
+        yield
+
+    app = FastAPI(title="valuetune", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.settings, app.state.host = settings, host
+    app.include_router(chat_router)
+
+    @app.middleware("http")
+    async def limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+            return _error(
+                413,
+                f"The request body exceeds {MAX_BODY_BYTES} bytes.",
+                "invalid_request_error",
+                code="request_too_large",
+            )
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, field = _validation_message(exc)
+        return _error(400, message, "invalid_request_error", param=field)
+
+    @app.exception_handler(HostError)
+    async def refused(_request: Request, exc: HostError) -> JSONResponse:
+        kind = "invalid_request_error" if exc.status < 500 else "server_error"
+        if exc.status == 401:
+            kind = "authentication_error"
+        return _error(exc.status, str(exc), kind, code=exc.code, param=exc.param)
+
+    @app.exception_handler(RateLimitedError)
+    async def limited(_request: Request, exc: RateLimitedError) -> JSONResponse:
+        return _error(429, str(exc), "rate_limit_error", code="rate_limit_exceeded")
+
+    @app.exception_handler(ValuetuneError)
+    async def failed(_request: Request, exc: ValuetuneError) -> JSONResponse:
+        return _error(500, f"The model could not answer: {exc}", "server_error")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return _error(exc.status_code, str(exc.detail), kind)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready", response_model=None)
+    def ready() -> dict[str, Any] | JSONResponse:
+        """Readiness: every served base model is loaded."""
+        if host.ready():
+            return {"status": "ready", "models": host.names()}
+        doc = {"status": "failed" if host.load_error else "loading", "models": host.names()}
+        if host.load_error:
+            doc["error"] = host.load_error
+        return JSONResponse(doc, status_code=503)
+
+    return app
