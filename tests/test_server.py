@@ -305,3 +305,25 @@ def test_requests_with_different_tokens_interleave_without_leaking(
     assert len({e.text for e in expected.values()}) == 3  # the three alignments differ
     for token, text in results:
         assert text == expected[token].text
+
+
+def test_alias_resolver_answers_hits_and_misses_alike_and_limits_each_client(
+    world: dict[str, Any],
+) -> None:
+    client = world["client"]
+    _token, verified = _mint(world)
+    texts = {n.value: write_precis(verified.profile(), n) for n in PrecisLength}
+    alias = world["aliases"].create(verified.sub, "precis", precis_content(texts))
+    hit = client.post("/v1/aliases/resolve", json={"alias": alias.upper().replace("-", " ")})
+    miss = client.post("/v1/aliases/resolve", json={"alias": "maple-orbit-canyon-river"})
+    assert hit.status_code == miss.status_code == 200
+    assert set(hit.json()) == set(miss.json()) == {"found", "share", "content"}
+    assert hit.json()["found"] is True and json.loads(hit.json()["content"]) == texts
+    assert miss.json() == {"found": False, "share": None, "content": None}
+    garbage = client.post("/v1/aliases/resolve", json={"alias": "<script>zzzqx</script>"})
+    assert garbage.status_code == 400 and "zzzqx" not in garbage.text
+    assert _chat(client, model="tiny@zzzqx-words").status_code == 401
+    limit = world["aliases"].limit
+    answers = [client.post("/v1/aliases/resolve", json={"alias": alias}) for _ in range(limit)]
+    assert answers[-1].status_code == 429
+    assert answers[-1].json()["error"]["code"] == "rate_limit_exceeded"

@@ -17,11 +17,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from valuetune.errors import ValuetuneError
+from valuetune.server.aliases import router as alias_router
 from valuetune.server.chat import router as chat_router
 from valuetune.server.host import HostError, ModelHost
 from valuetune.server.schema import error_body
 from valuetune.settings import Settings
 from valuetune.token.alias import RateLimitedError
+from valuetune.token.words import MAX_WORDS, MIN_WORDS, AliasFormatError
 
 MAX_BODY_BYTES = 1_000_000
 """Largest request body accepted (a prompt of about 250,000 words)."""
@@ -53,6 +55,7 @@ def create_app(settings: Settings, host: ModelHost) -> FastAPI:
     app = FastAPI(title="valuetune", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.settings, app.state.host = settings, host
     app.include_router(chat_router)
+    app.include_router(alias_router)
 
     @app.middleware("http")
     async def limit_body(
@@ -83,6 +86,13 @@ def create_app(settings: Settings, host: ModelHost) -> FastAPI:
     @app.exception_handler(RateLimitedError)
     async def limited(_request: Request, exc: RateLimitedError) -> JSONResponse:
         return _error(429, str(exc), "rate_limit_error", code="rate_limit_exceeded")
+
+    @app.exception_handler(AliasFormatError)
+    async def not_an_alias(_request: Request, _exc: AliasFormatError) -> JSONResponse:
+        message = (
+            f"Not an alias: an alias is {MIN_WORDS} to {MAX_WORDS} words from the alias wordlist."
+        )
+        return _error(400, message, "invalid_request_error", code="invalid_alias", param="alias")
 
     @app.exception_handler(ValuetuneError)
     async def failed(_request: Request, exc: ValuetuneError) -> JSONResponse:

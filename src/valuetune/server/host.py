@@ -23,6 +23,7 @@ from valuetune.token.alias import AliasService
 from valuetune.token.paseto import TokenError, TokenProblem
 from valuetune.token.precis import PrecisLength, write_precis
 from valuetune.token.tokens import TokenService
+from valuetune.token.words import AliasFormatError
 from valuetune.tune.precis import PrecisBackend
 
 TOKEN_PREFIX = "v4."
@@ -120,8 +121,11 @@ class ModelHost:
         text = text.strip()
         if text.startswith(TOKEN_PREFIX):
             return self._from_token(text)
-        resolution = self.aliases.resolve(text, client)
-        if not resolution.found or resolution.content is None:
+        try:
+            resolution = self.aliases.resolve(text, client)
+        except AliasFormatError:
+            resolution = None
+        if resolution is None or not resolution.found or resolution.content is None:
             raise HostError("The value token or alias is not valid.", 401, "invalid_value_token")
         if resolution.share == "precis":
             texts = json.loads(resolution.content)
