@@ -23,9 +23,11 @@ from valuetune.llm.base import (  # noqa: E402
 )
 from valuetune.llm.local import TransformersBackend  # noqa: E402
 from valuetune.server.app import MAX_BODY_BYTES, create_app  # noqa: E402
+from valuetune.server.auth import Gate  # noqa: E402
 from valuetune.server.host import ModelHost  # noqa: E402
 from valuetune.settings import Settings  # noqa: E402
 from valuetune.store import Database  # noqa: E402
+from valuetune.store.apikeys import ApiKeyStore  # noqa: E402
 from valuetune.store.tokens import TokenStore  # noqa: E402
 from valuetune.token.alias import AliasService, precis_content  # noqa: E402
 from valuetune.token.keys import KeyRing  # noqa: E402
@@ -63,11 +65,13 @@ def world(
     ring = KeyRing.open(tmp_path / "home")
     store = TokenStore(database)
     tokens = TokenService(ring, store)
-    aliases = AliasService(store, ring.alias_key(), floor_seconds=0)
+    fixed_wall = lambda: 1_000_000.0  # noqa: E731 - rate-limit windows never roll over mid-test
+    aliases = AliasService(store, ring.alias_key(), floor_seconds=0, wall=fixed_wall)
     tiny = TransformersBackend(make_tiny_llama(2), embedded_tokenizer, model_id="tiny")
     recording = RecordingBackend()
     host = ModelHost({"tiny": lambda: tiny, "recording": lambda: recording}, tokens, aliases)
-    app = create_app(Settings(home=tmp_path / "home"), host)
+    keys = ApiKeyStore(database)
+    app = create_app(Settings(home=tmp_path / "home"), host, Gate(keys, store, wall=fixed_wall))
     with TestClient(app) as client:
         yield {
             "client": client,
@@ -76,6 +80,9 @@ def world(
             "tokens": tokens,
             "aliases": aliases,
             "host": host,
+            "keys": keys,
+            "app": app,
+            "db_file": tmp_path / "server.sqlite3",
         }
     database.dispose()
 
@@ -327,3 +334,85 @@ def test_alias_resolver_answers_hits_and_misses_alike_and_limits_each_client(
     answers = [client.post("/v1/aliases/resolve", json={"alias": alias}) for _ in range(limit)]
     assert answers[-1].status_code == 429
     assert answers[-1].json()["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_api_keys_once_one_exists_with_a_rate_limit_per_key(world: dict[str, Any]) -> None:
+    client, keys = world["client"], world["keys"]
+    loose = _chat(client, model="tiny", max_tokens=2, headers={"Authorization": "Bearer x"})
+    assert loose.status_code == 200  # loopback, no key created: none needed
+    record, key = keys.create("tests", per_minute=3)
+    assert key.startswith("vt-") and key not in repr(record)
+    missing = _chat(client, model="tiny", max_tokens=2)
+    assert missing.status_code == 401 and missing.json()["error"]["code"] == "invalid_api_key"
+    assert client.get("/v1/models").status_code == 401
+    assert client.get("/health").status_code == 200  # liveness needs no key
+    wrong = _chat(client, model="tiny", max_tokens=2, headers={"Authorization": f"Bearer {key}x"})
+    assert wrong.status_code == 401
+    good = {"Authorization": f"Bearer {key}"}
+    assert _chat(client, model="tiny", max_tokens=2, headers=good).status_code == 200
+    assert client.get("/v1/models", headers=good).status_code == 200
+    limited = _chat(client, model="tiny", max_tokens=2, headers=good)
+    assert limited.status_code == 200
+    limited = _chat(client, model="tiny", max_tokens=2, headers=good)
+    assert limited.status_code == 429 and limited.json()["error"]["type"] == "rate_limit_error"
+    other_record, other = keys.create("second")
+    assert (
+        _chat(
+            client, model="tiny", max_tokens=2, headers={"Authorization": f"Bearer {other}"}
+        ).status_code
+        == 200
+    )
+    keys.revoke(other_record.id)
+    assert (
+        _chat(
+            client, model="tiny", max_tokens=2, headers={"Authorization": f"Bearer {other}"}
+        ).status_code
+        == 401
+    )
+    assert key.encode() not in world["db_file"].read_bytes()  # stored as a digest only
+
+
+def test_beyond_loopback_every_request_needs_a_key(world: dict[str, Any]) -> None:
+    world["app"].state.gate = Gate(
+        world["keys"], world["tokens"].registry, keys_always=True, wall=lambda: 1_000_000.0
+    )
+    assert _chat(world["client"], model="tiny", max_tokens=2).status_code == 401
+    _record, key = world["keys"].create("remote")
+    reply = _chat(
+        world["client"], model="tiny", max_tokens=2, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert reply.status_code == 200
+
+
+def test_apikey_cli_and_serve_refuses_to_go_beyond_loopback_without_a_key(
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from valuetune.cli.main import app
+
+    runner = CliRunner()
+    home = ["--home", str(tmp_path / "cli-home")]
+    refused = runner.invoke(app, [*home, "serve", "--host", "0.0.0.0"])
+    assert refused.exit_code != 0 and "apikey create" in refused.output
+    created = runner.invoke(app, [*home, "apikey", "create", "--name", "laptop", "--json"])
+    assert created.exit_code == 0, created.output
+    doc = json.loads(created.stdout)
+    listed = runner.invoke(app, [*home, "apikey", "list", "--json"])
+    assert [k["id"] for k in json.loads(listed.stdout)] == [doc["id"]]
+    assert doc["key"] not in listed.stdout
+    revoked = runner.invoke(app, [*home, "apikey", "revoke", doc["id"], "--json"])
+    assert json.loads(revoked.stdout)["revoked_at"] is not None
+    unknown = runner.invoke(app, [*home, "apikey", "revoke", "nope"])
+    assert unknown.exit_code != 0 and "no API key" in unknown.output
+
+
+def test_api_key_store_on_each_database(database: Database) -> None:
+    keys = ApiKeyStore(database)
+    assert not keys.any_active()
+    record, key = keys.create("ci", per_minute=5)
+    assert keys.any_active()
+    assert keys.check(key) == record
+    assert keys.check(key[:-1]) is None and keys.check("not-a-key") is None
+    keys.revoke(record.id)
+    assert keys.check(key) is None and not keys.any_active()

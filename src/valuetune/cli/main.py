@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 from valuetune import __version__
 from valuetune.cli import (
     alias,
+    apikey,
     db,
     keys,
     personas,
@@ -94,6 +95,7 @@ app.command("eval")(tune.eval_command)
 app.command("compare")(tune.compare_command)
 app.add_typer(tune.soup_app, name="soup")
 app.command("serve")(serve.serve_command)
+app.add_typer(apikey.app, name="apikey")
 
 
 def run() -> None:

@@ -47,14 +47,18 @@ def serve_command(
     import uvicorn
 
     from valuetune.server.app import create_app
+    from valuetune.server.auth import Gate
     from valuetune.server.host import ModelHost
+    from valuetune.store.apikeys import ApiKeyStore
 
-    if host not in LOOPBACK:
-        raise ValuetuneError(
-            f"refusing to listen on {host}: beyond loopback every request needs an API key, "
-            "and API keys are not available yet; use --host 127.0.0.1"
-        )
     cli = state(ctx)
+    keys = ApiKeyStore(cli.database())
+    beyond_loopback = host not in LOOPBACK
+    if beyond_loopback and not keys.any_active():
+        raise ValuetuneError(
+            f"refusing to listen on {host} with no API key: beyond loopback every request "
+            "needs one. Create one with `valuetune apikey create --name NAME` first."
+        )
     home = cli.settings.home
     models = {EMBEDDED_NAME: _loader(None, home)} if embedded else {}
     for spec in model or []:
@@ -64,7 +68,8 @@ def serve_command(
         models[name] = _loader(Path(where), home)
     if not models:
         raise ValuetuneError("nothing to serve: give --model NAME=DIR or drop --no-embedded")
-    app = create_app(cli.settings, ModelHost(models, cli.tokens(), cli.aliases()))
+    gate = Gate(keys, cli.token_store(), keys_always=beyond_loopback)
+    app = create_app(cli.settings, ModelHost(models, cli.tokens(), cli.aliases()), gate)
     typer.echo(
         f"valuetune: serving {', '.join(sorted(models))} on http://{host}:{port}/v1", err=True
     )

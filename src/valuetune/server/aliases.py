@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from valuetune.server.auth import client_id
 from valuetune.server.host import ModelHost
 
 router = APIRouter()
@@ -25,8 +26,9 @@ class ResolveRequest(BaseModel):
 
 
 @router.post("/v1/aliases/resolve")
-async def resolve_alias(request: Request, body: ResolveRequest) -> dict[str, Any]:
+async def resolve_alias(
+    request: Request, body: ResolveRequest, client: str = Depends(client_id)
+) -> dict[str, Any]:
     host: ModelHost = request.app.state.host
-    client = request.client.host if request.client else "unknown"
     resolution = await run_in_threadpool(host.aliases.resolve, body.alias, client)
     return {"found": resolution.found, "share": resolution.share, "content": resolution.content}

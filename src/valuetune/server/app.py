@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from valuetune.errors import ValuetuneError
 from valuetune.server.aliases import router as alias_router
+from valuetune.server.auth import Gate
 from valuetune.server.chat import router as chat_router
 from valuetune.server.host import HostError, ModelHost
 from valuetune.server.schema import error_body
@@ -43,8 +44,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"Invalid value for {field}: {reason}" if field else reason), field
 
 
-def create_app(settings: Settings, host: ModelHost) -> FastAPI:
-    """The API server for `host`'s models."""
+def create_app(settings: Settings, host: ModelHost, gate: Gate) -> FastAPI:
+    """The API server for `host`'s models; `gate` admits requests (API keys, limits)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -53,7 +54,7 @@ def create_app(settings: Settings, host: ModelHost) -> FastAPI:
         yield
 
     app = FastAPI(title="valuetune", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
-    app.state.settings, app.state.host = settings, host
+    app.state.settings, app.state.host, app.state.gate = settings, host, gate
     app.include_router(chat_router)
     app.include_router(alias_router)
 
@@ -78,9 +79,9 @@ def create_app(settings: Settings, host: ModelHost) -> FastAPI:
 
     @app.exception_handler(HostError)
     async def refused(_request: Request, exc: HostError) -> JSONResponse:
-        kind = "invalid_request_error" if exc.status < 500 else "server_error"
-        if exc.status == 401:
-            kind = "authentication_error"
+        kind = {401: "authentication_error", 429: "rate_limit_error"}.get(
+            exc.status, "invalid_request_error" if exc.status < 500 else "server_error"
+        )
         return _error(exc.status, str(exc), kind, code=exc.code, param=exc.param)
 
     @app.exception_handler(RateLimitedError)

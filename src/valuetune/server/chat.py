@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator, Iterator
 from queue import SimpleQueue
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from valuetune.errors import ValuetuneError
 from valuetune.llm.base import Chunk, GenerationOptions, LLMBackend, Message
+from valuetune.server.auth import client_id
 from valuetune.server.host import Holder, HostError, ModelHost, Receipt, ServedModel
 from valuetune.server.schema import ChatCompletionRequest, error_body, logprobs_content
 
@@ -33,11 +34,7 @@ def _host(request: Request) -> ModelHost:
     return host
 
 
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
-@router.get("/v1/models")
+@router.get("/v1/models", dependencies=[Depends(client_id)])
 def list_models(request: Request) -> dict[str, Any]:
     return {
         "object": "list",
@@ -88,19 +85,21 @@ def _check_context(backend: LLMBackend, messages: list[Message], limit: int) -> 
         )
 
 
-def _resolve(request: Request, body: ChatCompletionRequest) -> tuple[ServedModel, Holder | None]:
+def _resolve(
+    request: Request, body: ChatCompletionRequest, client: str
+) -> tuple[ServedModel, Holder | None]:
     host = _host(request)
     served, suffix = host.split_model(body.model)
     text = request.headers.get(TOKEN_HEADER) or suffix
-    return served, (host.holder(text, _client(request)) if text else None)
+    return served, (host.holder(text, client) if text else None)
 
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
-    request: Request, body: ChatCompletionRequest
+    request: Request, body: ChatCompletionRequest, client: str = Depends(client_id)
 ) -> JSONResponse | StreamingResponse:
     host = _host(request)
-    served, holder = await run_in_threadpool(_resolve, request, body)
+    served, holder = await run_in_threadpool(_resolve, request, body, client)
     backend, receipt = await run_in_threadpool(host.aligned, served, holder)
     messages, options = _messages(body), _options(body)
     await run_in_threadpool(_check_context, backend, messages, options.max_new_tokens)

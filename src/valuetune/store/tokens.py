@@ -8,7 +8,7 @@ the authenticated payload.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 
@@ -20,14 +20,11 @@ from valuetune.store.models import (
     RateLimit,
     Respondent,
     TokenSubject,
+    as_utc,
     utcnow,
 )
 from valuetune.token.paseto import TokenProblem
 from valuetune.token.tokens import new_subject
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -102,7 +99,7 @@ class TokenStore:
                 return TokenProblem.REVOKED  # no record of issue here: fail closed
             if record.revoked_at is not None:
                 return TokenProblem.REVOKED
-            if subject.not_before is not None and issued_at < _aware(subject.not_before):
+            if subject.not_before is not None and issued_at < as_utc(subject.not_before):
                 return TokenProblem.REVOKED
             return None
 
@@ -128,9 +125,9 @@ class TokenStore:
                 record.sub,
                 record.purpose,
                 record.kid,
-                _aware(record.issued_at),
-                _aware(record.expires_at),
-                _aware(record.revoked_at) if record.revoked_at else None,
+                as_utc(record.issued_at),
+                as_utc(record.expires_at),
+                as_utc(record.revoked_at) if record.revoked_at else None,
                 bool(subject and subject.erased_at),
             )
 
