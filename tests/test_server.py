@@ -49,6 +49,8 @@ class RecordingBackend(LLMBackend):
 
     def generate(self, messages: Sequence[Message], options: GenerationOptions) -> Generation:
         self.seen.append(list(messages))
+        if messages[-1].content == "crash":
+            raise RuntimeError("CUDA out of memory (a stand-in for any failure inside a model)")
         return Generation("noted", 3, 1, "stop")
 
     def score(
@@ -72,7 +74,7 @@ def world(
     host = ModelHost({"tiny": lambda: tiny, "recording": lambda: recording}, tokens, aliases)
     keys = ApiKeyStore(database)
     app = create_app(Settings(home=tmp_path / "home"), host, Gate(keys, store, wall=fixed_wall))
-    with TestClient(app) as client:
+    with TestClient(app, raise_server_exceptions=False) as client:
         yield {
             "client": client,
             "tiny": tiny,
@@ -264,6 +266,27 @@ def test_malformed_oversized_and_refused_tokens(world: dict[str, Any]) -> None:
     )
     assert too_long.status_code == 400
     assert too_long.json()["error"]["code"] == "context_length_exceeded"
+    _other, _ = _mint(world, "progressive-activist")
+    nearly = [{"role": "user", "content": "word " * 8100}]  # fits alone, not with the précis
+    assert (
+        client.post(
+            "/v1/chat/completions", json={"model": "tiny", "messages": nearly, "max_tokens": 10}
+        ).status_code
+        == 200
+    )
+    with_precis = client.post(
+        "/v1/chat/completions",
+        json={"model": "tiny", "messages": nearly, "max_tokens": 10},
+        headers={"X-Value-Token": _other},
+    )
+    assert with_precis.status_code == 400
+    crash = client.post(
+        "/v1/chat/completions",
+        json={"model": "recording", "messages": [{"role": "user", "content": "crash"}]},
+    )
+    assert crash.status_code == 500 and crash.json()["error"]["type"] == "server_error"
+    assert "memory" not in crash.text
+    assert _chat(client, model="recording").status_code == 200
 
 
 def test_requests_with_different_tokens_interleave_without_leaking(

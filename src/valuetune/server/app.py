@@ -104,6 +104,11 @@ def create_app(settings: Settings, host: ModelHost, gate: Gate) -> FastAPI:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         return _error(exc.status_code, str(exc.detail), kind)
 
+    @app.exception_handler(Exception)
+    async def crashed(_request: Request, _exc: Exception) -> JSONResponse:
+        # a bug or a failure inside the model (out of memory): no details leave the server
+        return _error(500, "The server failed while answering; try again.", "server_error")
+
     @app.get("/health")
     def health() -> dict[str, str]:
         """Liveness: the process answers."""

@@ -19,6 +19,7 @@ from valuetune.llm.base import Chunk, GenerationOptions, LLMBackend, Message
 from valuetune.server.auth import client_id
 from valuetune.server.host import Holder, HostError, ModelHost, Receipt, ServedModel
 from valuetune.server.schema import ChatCompletionRequest, error_body, logprobs_content
+from valuetune.tune.precis import with_system
 
 router = APIRouter()
 RECEIPT_HEADER = "X-Valuetune-Receipt"
@@ -102,7 +103,9 @@ async def chat_completions(
     served, holder = await run_in_threadpool(_resolve, request, body, client)
     backend, receipt = await run_in_threadpool(host.aligned, served, holder)
     messages, options = _messages(body), _options(body)
-    await run_in_threadpool(_check_context, backend, messages, options.max_new_tokens)
+    seen = with_system(messages, holder.precis) if holder else messages  # what the model reads
+    base = await run_in_threadpool(host.backend, served)
+    await run_in_threadpool(_check_context, base, seen, options.max_new_tokens)
     ident = f"chatcmpl-{secrets.token_hex(12)}"
     created = int(time.time())
     headers = {RECEIPT_HEADER: receipt.header()}
