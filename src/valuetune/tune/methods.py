@@ -11,11 +11,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from valuetune.llm.base import LLMBackend
-from valuetune.tune.scenarios import ScenarioBank
-from valuetune.values.profile import ValueProfile
+if TYPE_CHECKING:  # the CLI imports FIT_THRESHOLD at start-up; keep numpy out of it
+    from valuetune.llm.base import LLMBackend
+    from valuetune.tune.scenarios import ScenarioBank
+    from valuetune.values.profile import ValueProfile
 
 FIT_THRESHOLD = 0.80
 """Persona fit a method must reach to count as fitting well: what `auto` requires of a
