@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         "Default: a SQLite file under `home`. Env: VALUETUNE_DATABASE_URL.",
     )
 
+    @property
+    def artifacts(self) -> Path:
+        """Where `valuetune tune` writes artifacts by default and `serve` looks for them."""
+        return self.home / "artifacts"
+
     def resolved_database_url(self) -> str:
         """The database URL in force: the configured one, or the embedded SQLite file."""
         if self.database_url:

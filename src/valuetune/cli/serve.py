@@ -42,6 +42,15 @@ def serve_command(
     embedded: bool = typer.Option(
         True, "--embedded/--no-embedded", help=f"Serve the embedded model as `{EMBEDDED_NAME}`."
     ),
+    artifacts: list[Path] | None = typer.Option(
+        None,
+        "--artifacts",
+        help="Another directory of artifacts built by `valuetune tune` (repeatable; the "
+        "home's artifacts/ is always searched).",
+    ),
+    adapter_cache: int = typer.Option(
+        16, "--adapter-cache", min=1, help="Adapters and steering sets kept loaded (LRU)."
+    ),
 ) -> None:
     """Serve the OpenAI-compatible API: chat completions aligned to each request's token."""
     import uvicorn
@@ -50,6 +59,7 @@ def serve_command(
     from valuetune.server.auth import Gate
     from valuetune.server.host import ModelHost
     from valuetune.store.apikeys import ApiKeyStore
+    from valuetune.tune.catalog import ArtifactCatalog
 
     cli = state(ctx)
     keys = ApiKeyStore(cli.database())
@@ -69,7 +79,12 @@ def serve_command(
     if not models:
         raise ValuetuneError("nothing to serve: give --model NAME=DIR or drop --no-embedded")
     gate = Gate(keys, cli.token_store(), keys_always=beyond_loopback)
-    app = create_app(cli.settings, ModelHost(models, cli.tokens(), cli.aliases()), gate)
+    for extra in artifacts or []:
+        if not extra.is_dir():
+            raise ValuetuneError(f"--artifacts {extra}: no such directory")
+    catalog = ArtifactCatalog([cli.settings.artifacts, *(artifacts or [])])
+    model_host = ModelHost(models, cli.tokens(), cli.aliases(), catalog, cache_size=adapter_cache)
+    app = create_app(cli.settings, model_host, gate)
     typer.echo(
         f"valuetune: serving {', '.join(sorted(models))} on http://{host}:{port}/v1", err=True
     )

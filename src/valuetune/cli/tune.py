@@ -153,7 +153,12 @@ def tune_command(
     method: str = typer.Option(
         "precis", "--method", help="precis, steer, soup, dpo, or auto (the cheapest that fits)."
     ),
-    out: Path = typer.Option(..., "--out", help="Artifact directory to write."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Artifact directory to write (default: under the home's artifacts/, "
+        "where `valuetune serve` finds it).",
+    ),
     model: str = MODEL_OPTION,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
     time_budget: float | None = typer.Option(
@@ -168,10 +173,14 @@ def tune_command(
     Training (`dpo`) shows progress on stderr, stops cleanly on Ctrl-C and resumes from its
     last checkpoint when the same command runs again.
     """
+    from valuetune.tune.artifacts import jti_hash
     from valuetune.tune.scenarios import load_scenario_bank
 
-    chosen = methods(state(ctx).settings.home, threshold).get(method)
+    settings = state(ctx).settings
+    chosen = methods(settings.home, threshold).get(method)
     verified = _verified(ctx, token)
+    if out is None:
+        out = settings.artifacts / jti_hash(verified.jti)[:16] / method
     backend = _backend(ctx, model)
     with _cancel_on_interrupt() as cancel:
         request = _request(
@@ -211,6 +220,7 @@ def eval_command(
     verified = _verified(ctx, token)
     backend = _backend(ctx, model)
     bank = load_scenario_bank()
+    given = artifact is not None
     with tempfile.TemporaryDirectory(prefix="vt-eval-") as scratch:
         if artifact is None:
             artifact = Path(scratch) / "artifact"
@@ -218,6 +228,8 @@ def eval_command(
         doc: dict[str, Any] = evaluate_method(
             backend, chosen.apply(backend, artifact), verified.profile(), bank, method=method
         )
+        if given:
+            _record_fit(artifact, doc)
     doc["model"] = backend.model_id
     if as_json:
         emit_json(doc)
@@ -227,6 +239,20 @@ def eval_command(
         f"base {doc['base_fit']:.2f}, gain {doc['gain']:+.2f}, "
         f"perplexity change {doc['perplexity_change']:+.1%} over {doc['n_items']} scenarios"
     )
+
+
+def _record_fit(artifact: Path, doc: dict[str, Any]) -> None:
+    """Keep the held-out fit beside the artifact (and each one inside an `auto` artifact):
+    a server reports it in its receipts."""
+    from valuetune.tune.artifacts import METADATA, read_metadata, write_fit
+
+    fit = {k: doc[k] for k in ("fit", "fit_ci", "base_fit", "gain", "perplexity_change")}
+    fit["n_items"] = doc.get("n_items")
+    write_fit(artifact, fit)
+    if read_metadata(artifact).get("kind") == "alignment/auto":
+        chosen = artifact / str(read_metadata(artifact).get("chosen"))
+        if (chosen / METADATA).is_file():
+            write_fit(chosen, fit)
 
 
 def compare_command(

@@ -101,9 +101,10 @@ async def chat_completions(
 ) -> JSONResponse | StreamingResponse:
     host = _host(request)
     served, holder = await run_in_threadpool(_resolve, request, body, client)
-    backend, receipt = await run_in_threadpool(host.aligned, served, holder)
+    aligned = await run_in_threadpool(host.aligned, served, holder)
+    backend, receipt = aligned.backend, aligned.receipt
     messages, options = _messages(body), _options(body)
-    seen = with_system(messages, holder.precis) if holder else messages  # what the model reads
+    seen = with_system(messages, aligned.instruction) if aligned.instruction else messages
     base = await run_in_threadpool(host.backend, served)
     await run_in_threadpool(_check_context, base, seen, options.max_new_tokens)
     ident = f"chatcmpl-{secrets.token_hex(12)}"

@@ -3,28 +3,44 @@
 A request names a base model (`smollm2`) and may carry a value token or alias, in the
 `X-Value-Token` header or as a model-name suffix (`smollm2@maple-orbit-canyon-river`).
 `ModelHost.holder` turns that text into a `Holder` (verifying a token, resolving an
-alias); `ModelHost.aligned` gives the backend that answers for the holder and the
-receipt that says how it was aligned. Generation on one base model is serialised by
-that model's lock: aligning mechanisms change what the shared weights compute, so two
-requests with different tokens must not interleave inside one forward pass.
+alias); `ModelHost.aligned` picks the best artifact the catalog holds for the holder
+and that base model (personal adapter, then soup adapter, then steering vectors, then
+the précis alone) and gives the backend that answers with it and the receipt that says
+so. Generation on one base model is serialised by that model's lock: adapters are merged
+into the shared weights and steering hooks into its layers, so two requests with
+different tokens must not interleave inside one forward pass; every aligned backend
+first puts the weights in its own state (`WeightSwitch`), so nothing carries over.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from valuetune.errors import ValuetuneError
 from valuetune.llm.base import LLMBackend
+from valuetune.llm.local import TransformersBackend
+from valuetune.server.lora import (
+    AdapterCache,
+    LoraWeights,
+    SwitchedBackend,
+    WeightSwitch,
+    read_lora,
+)
 from valuetune.token.alias import AliasService
 from valuetune.token.paseto import TokenError, TokenProblem
-from valuetune.token.precis import PrecisLength, write_precis
-from valuetune.token.tokens import TokenService
+from valuetune.token.precis import PrecisLength, boundary_instructions, write_precis
+from valuetune.token.tokens import TokenService, VerifiedToken
 from valuetune.token.words import AliasFormatError
+from valuetune.tune.artifacts import jti_hash, model_fingerprint
+from valuetune.tune.catalog import ArtifactCatalog, CatalogEntry
 from valuetune.tune.precis import PrecisBackend
+
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "v4."
 """Value tokens are PASETO v4; anything else in the token slot is read as an alias."""
@@ -45,6 +61,8 @@ class Holder:
     precis: str
     jti: str | None
     via: str  # "token", "share-token" or "alias"
+    boundaries: str = ""
+    """The précis's boundary part: still told to a model aligned by an artifact."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,15 @@ class Receipt:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
 
+@dataclass(frozen=True)
+class Aligned:
+    """What answers a request: the backend, its receipt, and the system text it adds."""
+
+    backend: LLMBackend
+    receipt: Receipt
+    instruction: str | None
+
+
 @dataclass
 class ServedModel:
     """A base model by name, loaded on first use and then kept."""
@@ -70,6 +97,9 @@ class ServedModel:
     load: Callable[[], LLMBackend]
     lock: threading.Lock
     backend: LLMBackend | None = None
+    fingerprint: str | None = None
+    """The base model's sha256 (local transformers models): what adapters must match."""
+    switch: WeightSwitch | None = None
 
 
 class ModelHost:
@@ -78,9 +108,12 @@ class ModelHost:
         models: dict[str, Callable[[], LLMBackend]],
         tokens: TokenService,
         aliases: AliasService,
+        catalog: ArtifactCatalog | None = None,
+        cache_size: int = 16,
     ) -> None:
         self.models = {n: ServedModel(n, load, threading.Lock()) for n, load in models.items()}
-        self.tokens, self.aliases = tokens, aliases
+        self.tokens, self.aliases, self.catalog = tokens, aliases, catalog
+        self.cache: AdapterCache[LoraWeights | LLMBackend | str] = AdapterCache(cache_size)
         self._loading = threading.Lock()
         self.load_error: str | None = None
 
@@ -102,7 +135,11 @@ class ModelHost:
     def backend(self, served: ServedModel) -> LLMBackend:
         with self._loading:
             if served.backend is None:
-                served.backend = served.load()
+                backend = served.load()
+                if isinstance(backend, TransformersBackend):
+                    served.fingerprint = model_fingerprint(backend)
+                    served.switch = WeightSwitch(backend.model)
+                served.backend = backend
             return served.backend
 
     def load_all(self) -> None:
@@ -130,8 +167,7 @@ class ModelHost:
         if resolution.share == "precis":
             texts = json.loads(resolution.content)
             return Holder(texts[PrecisLength.MEDIUM.value], None, "alias")
-        holder = self._from_token(resolution.content, purpose="share")
-        return Holder(holder.precis, holder.jti, "alias")
+        return replace(self._from_token(resolution.content, purpose="share"), via="alias")
 
     def _from_token(self, text: str, purpose: str = "preference") -> Holder:
         try:
@@ -142,14 +178,56 @@ class ModelHost:
             raise HostError(
                 f"The value token was refused: {exc.problem.value}.", 401, "invalid_value_token"
             ) from None
-        if purpose == "preference":
-            return Holder(write_precis(verified.profile()), verified.jti, "token")
         # a share token names the preference token it was made from: its artifacts apply
-        return Holder(write_precis(verified.profile()), str(verified.claims["ref"]), "share-token")
+        jti = verified.jti if purpose == "preference" else str(verified.claims["ref"])
+        return _holder(verified, jti, "token" if purpose == "preference" else "share-token")
 
-    def aligned(self, served: ServedModel, holder: Holder | None) -> tuple[LLMBackend, Receipt]:
+    def aligned(self, served: ServedModel, holder: Holder | None) -> Aligned:
         """The backend that answers for `holder` on `served`, and how it is aligned."""
         base = self.backend(served)
+        switch = served.switch
+        plain = base if switch is None else SwitchedBackend(base, switch, None)
         if holder is None:
-            return base, Receipt("none")
-        return PrecisBackend(base, holder.precis), Receipt("precis")
+            return Aligned(plain, Receipt("none"), None)
+        entry = self._artifact(served, holder)
+        applied = self._apply(entry, base, switch) if entry and switch else None
+        if entry is None or applied is None:
+            return Aligned(PrecisBackend(plain, holder.precis), Receipt("precis"), holder.precis)
+        receipt = Receipt(entry.method, entry.module_name, entry.fit)
+        if holder.boundaries:
+            return Aligned(PrecisBackend(applied, holder.boundaries), receipt, holder.boundaries)
+        return Aligned(applied, receipt, None)
+
+    def _artifact(self, served: ServedModel, holder: Holder) -> CatalogEntry | None:
+        if self.catalog is None or holder.jti is None or served.fingerprint is None:
+            return None
+        return self.catalog.best(jti_hash(holder.jti), served.fingerprint)
+
+    def _apply(
+        self, entry: CatalogEntry, base: LLMBackend, switch: WeightSwitch
+    ) -> LLMBackend | None:
+        """`base` aligned by `entry` (loaded once, then from the cache); None if damaged."""
+        assert isinstance(base, TransformersBackend)
+
+        def load() -> LoraWeights | LLMBackend | str:
+            try:
+                if entry.is_adapter:
+                    return read_lora(entry.path, base.model, entry.module_name)
+                from valuetune.tune.steer import SteerMethod
+
+                return SteerMethod().apply(base, entry.path)
+            except ValuetuneError as exc:
+                log.warning("artifact %s cannot be applied: %s", entry.module_name, exc)
+                return str(exc)  # remembered, so a damaged artifact is not re-read each time
+
+        loaded = self.cache.get(entry.module_name, load)
+        if isinstance(loaded, str):
+            return None
+        if isinstance(loaded, LoraWeights):
+            return SwitchedBackend(base, switch, loaded)
+        return SwitchedBackend(loaded, switch, None)
+
+
+def _holder(verified: VerifiedToken, jti: str, via: str) -> Holder:
+    profile = verified.profile()
+    return Holder(write_precis(profile), jti, via, boundary_instructions(profile))

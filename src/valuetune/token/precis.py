@@ -184,6 +184,12 @@ def write_precis(profile: ValueProfile, length: PrecisLength | str = PrecisLengt
     return _long(values, styles, [b.instruction for b in chosen])
 
 
+def boundary_instructions(profile: ValueProfile) -> str:
+    """The précis's boundary part alone: what an adapted model is still told."""
+    chosen = [b for b in profile.axes.boundaries if b.id in profile.boundaries]
+    return " ".join(b.instruction for b in chosen)
+
+
 def _parse_length(length: PrecisLength | str) -> PrecisLength:
     try:
         return PrecisLength(str(length).strip().lower())

@@ -26,6 +26,10 @@ from valuetune.errors import ValuetuneError
 
 METADATA = "valuetune-artifact.json"
 FORMAT = "valuetune-artifact/v1"
+FIT_FILE = "valuetune-fit.json"
+"""Held-out persona fit measured by `valuetune eval --artifact`, beside the metadata."""
+
+_fingerprints: dict[tuple[Any, ...], str] = {}
 
 
 class ArtifactError(ValuetuneError):
@@ -39,6 +43,30 @@ def sha256_bytes(data: bytes) -> str:
 def jti_hash(jti: str) -> str:
     """Artifacts name the token they were made for by a hash of its jti, never the token."""
     return sha256_bytes(f"valuetune-jti:{jti}".encode())[:32]
+
+
+def model_fingerprint(backend: Any) -> str:
+    """sha256 over a model directory's config and weight files (or its name if remote).
+
+    Remembered per file list, sizes and modification times: hashing the embedded model's
+    half a gigabyte takes a second, and servers and evaluators ask for it often."""
+    root = Path(backend.model_id)
+    files = sorted(
+        p for p in root.glob("*") if p.suffix in {".safetensors", ".bin"} or p.name == "config.json"
+    )
+    if not files:
+        return sha256_bytes(f"model-id:{backend.model_id}".encode())
+    stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if stats in _fingerprints:
+        return _fingerprints[stats]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    _fingerprints[stats] = digest.hexdigest()
+    return _fingerprints[stats]
 
 
 def refuse_occupied(out: Path, *, overwrite: bool = False) -> None:
@@ -82,6 +110,22 @@ def write_metadata(folder: Path, kind: str, **fields: Any) -> dict[str, Any]:
     }
     (folder / METADATA).write_text(canonical_json(meta, precision=6) + "\n")
     return meta
+
+
+def write_fit(folder: Path, doc: dict[str, Any]) -> None:
+    """Record an artifact's measured fit beside it (atomically; the artifact is unchanged)."""
+    tmp = folder / f".{FIT_FILE}.tmp"
+    tmp.write_text(canonical_json(doc, precision=6) + "\n")
+    os.replace(tmp, folder / FIT_FILE)
+
+
+def read_fit(folder: Path) -> float | None:
+    """The held-out fit `valuetune eval` recorded for this artifact, if any."""
+    try:
+        fit = json.loads((folder / FIT_FILE).read_text()).get("fit")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(fit) if isinstance(fit, int | float) else None
 
 
 def read_metadata(folder: Path, kind: str | None = None) -> dict[str, Any]:

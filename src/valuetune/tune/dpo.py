@@ -23,7 +23,6 @@ that is renamed into place when complete.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -44,6 +43,7 @@ from valuetune.llm.base import BackendError, LLMBackend
 from valuetune.llm.local import TransformersBackend
 from valuetune.tune.artifacts import (
     jti_hash,
+    model_fingerprint,
     read_metadata,
     refuse_occupied,
     sha256_bytes,
@@ -106,23 +106,6 @@ class TrainingCancelled(ValuetuneError):  # noqa: N818 - reads as an outcome
     """Training stopped at the user's request; its checkpoint lets the same command resume."""
 
     exit_code = 130  # the shell's code for an interrupted command
-
-
-def model_fingerprint(backend: TransformersBackend) -> str:
-    """sha256 over a model directory's config and weight files (or its name if remote)."""
-    root = Path(backend.model_id)
-    files = sorted(
-        p for p in root.glob("*") if p.suffix in {".safetensors", ".bin"} or p.name == "config.json"
-    )
-    if not files:
-        return sha256_bytes(f"model-id:{backend.model_id}".encode())
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0")
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def _trainer_class(split: int, layers_path: str | None, completion_head: bool) -> type:

@@ -43,6 +43,7 @@ from valuetune.tune.artifacts import (
     METADATA,
     ArtifactError,
     jti_hash,
+    model_fingerprint,
     read_metadata,
     sha256_bytes,
     write_metadata,
@@ -52,7 +53,6 @@ from valuetune.tune.dpo import (
     ADAPTER_KIND,
     DPOSettings,
     load_adapter,
-    model_fingerprint,
     train_adapter,
 )
 from valuetune.tune.methods import AlignmentMethod, TuneRequest

@@ -42,7 +42,13 @@ from valuetune.llm.base import (
     Message,
 )
 from valuetune.llm.local import TransformersBackend
-from valuetune.tune.artifacts import jti_hash, read_metadata, write_metadata, writing_artifact
+from valuetune.tune.artifacts import (
+    jti_hash,
+    model_fingerprint,
+    read_metadata,
+    write_metadata,
+    writing_artifact,
+)
 from valuetune.tune.methods import AlignmentMethod, TuneRequest
 from valuetune.tune.scenarios import Scenario
 from valuetune.values.profile import ValueProfile
@@ -332,6 +338,7 @@ class SteerMethod(AlignmentMethod):
                 method=self.name,
                 token_jti_hash=jti_hash(request.jti),
                 base_model=request.base_model,
+                base_model_sha256=model_fingerprint(backend),
                 layers=layers,
                 strength=best,
                 calibration_fit={str(k): round(v, 4) for k, v in fits.items()},
