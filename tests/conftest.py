@@ -129,3 +129,56 @@ def make_tiny_llama(embedded_tokenizer: Any) -> Callable[..., Any]:
         return transformers.LlamaForCausalLM(config)
 
     return build
+
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@pytest.fixture(scope="session")
+def make_adapter() -> Callable[..., Path]:
+    """Write a PEFT LoRA artifact with random weights, as `valuetune tune` stores one."""
+    torch = pytest.importorskip("torch")
+    peft = pytest.importorskip("peft")
+    import copy
+
+    from valuetune.tune.artifacts import (
+        jti_hash,
+        model_fingerprint,
+        write_metadata,
+        writing_artifact,
+    )
+
+    def make_adapter(
+        folder: Path,
+        backend: Any,
+        jti: str,
+        *,
+        seed: int,
+        kind: str = "alignment/dpo",
+        layers: tuple[int, ...] = (0, 1),
+        **config: Any,
+    ) -> Path:
+        """A PEFT LoRA adapter with random (non-zero) weights, as `valuetune tune` stores one."""
+        torch.manual_seed(seed)
+        lora = peft.LoraConfig(
+            r=4,
+            lora_alpha=8,
+            target_modules=LORA_TARGETS,
+            layers_to_transform=list(layers),
+            init_lora_weights=False,
+            **config,
+        )
+        model = peft.get_peft_model(copy.deepcopy(backend.model), lora)
+        with writing_artifact(folder) as work:
+            model.save_pretrained(str(work))
+            write_metadata(
+                work,
+                kind,
+                method=kind.split("/")[1],
+                token_jti_hash=jti_hash(jti),
+                base_model="tiny",
+                base_model_sha256=model_fingerprint(backend),
+            )
+        return folder
+
+    return make_adapter

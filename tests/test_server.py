@@ -289,6 +289,16 @@ def test_malformed_oversized_and_refused_tokens(world: dict[str, Any]) -> None:
     assert _chat(client, model="recording").status_code == 200
 
 
+def test_a_stream_that_crashes_ends_with_an_error_event(world: dict[str, Any]) -> None:
+    crash = [{"role": "user", "content": "crash"}]
+    body = {"model": "recording", "stream": True, "messages": crash}
+    reply = world["client"].post("/v1/chat/completions", json=body)
+    assert reply.status_code == 200  # the first event had left before the model failed
+    lines = [line.removeprefix("data: ") for line in reply.text.splitlines() if line]
+    assert json.loads(lines[-1])["error"]["type"] == "server_error"  # not a silent [DONE]
+    assert "memory" not in reply.text and "[DONE]" not in lines
+
+
 def test_requests_with_different_tokens_interleave_without_leaking(
     world: dict[str, Any],
 ) -> None:

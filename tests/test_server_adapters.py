@@ -35,8 +35,6 @@ from valuetune.tune.artifacts import (  # noqa: E402
     jti_hash,
     model_fingerprint,
     write_fit,
-    write_metadata,
-    writing_artifact,
 )
 from valuetune.tune.catalog import ArtifactCatalog, scan  # noqa: E402
 from valuetune.tune.precis import with_system  # noqa: E402
@@ -44,41 +42,6 @@ from valuetune.values.personas import get_persona  # noqa: E402
 
 PROMPT = "My neighbour plays loud music at night. What should I do?"
 CHAT = [{"role": "user", "content": PROMPT}]
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-def make_adapter(
-    folder: Path,
-    backend: TransformersBackend,
-    jti: str,
-    *,
-    seed: int,
-    kind: str = "alignment/dpo",
-    layers: tuple[int, ...] = (0, 1),
-    **config: Any,
-) -> Path:
-    """A PEFT LoRA adapter with random (non-zero) weights, as `valuetune tune` stores one."""
-    torch.manual_seed(seed)
-    lora = peft.LoraConfig(
-        r=4,
-        lora_alpha=8,
-        target_modules=TARGETS,
-        layers_to_transform=list(layers),
-        init_lora_weights=False,
-        **config,
-    )
-    model = peft.get_peft_model(copy.deepcopy(backend.model), lora)
-    with writing_artifact(folder) as work:
-        model.save_pretrained(str(work))
-        write_metadata(
-            work,
-            kind,
-            method=kind.split("/")[1],
-            token_jti_hash=jti_hash(jti),
-            base_model="tiny",
-            base_model_sha256=model_fingerprint(backend),
-        )
-    return folder
 
 
 def peft_merged(backend: TransformersBackend, folder: Path) -> TransformersBackend:
@@ -148,10 +111,20 @@ def _close(a: tuple[str, list[float]], b: tuple[str, list[float]]) -> bool:
 
 
 def test_merging_matches_peft_and_switching_back_restores_every_bit(
-    tiny: TransformersBackend, tmp_path: Path
+    tiny: TransformersBackend,
+    tmp_path: Path,
+    make_adapter: Any,
 ) -> None:
     first = make_adapter(tmp_path / "a", tiny, "j1", seed=1)
-    second = make_adapter(tmp_path / "b", tiny, "j2", seed=2, layers=(1,), use_rslora=True)
+    second = make_adapter(
+        tmp_path / "b",
+        tiny,
+        "j2",
+        seed=2,
+        layers=(1,),
+        use_rslora=True,
+        alpha_pattern={"v_proj": 2},
+    )
     before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
     base_scores = tiny.score([Message("user", PROMPT)], ["Talk to them.", "Call the police."])
     switch = WeightSwitch(tiny.model)
@@ -178,7 +151,10 @@ def _pristine(model: Any, state: dict[str, Any]) -> Any:
 
 
 def test_damaged_or_unservable_adapters_are_refused_clearly(
-    tiny: TransformersBackend, tmp_path: Path, make_tiny_llama: Any
+    tiny: TransformersBackend,
+    tmp_path: Path,
+    make_tiny_llama: Any,
+    make_adapter: Any,
 ) -> None:
     good = make_adapter(tmp_path / "a", tiny, "j", seed=1)
     (good / "adapter_model.safetensors").write_bytes(b"\x00" * 64)
@@ -195,7 +171,9 @@ def test_damaged_or_unservable_adapters_are_refused_clearly(
 
 
 def test_catalog_finds_finished_artifacts_best_first_and_notices_new_ones(
-    tiny: TransformersBackend, tmp_path: Path
+    tiny: TransformersBackend,
+    tmp_path: Path,
+    make_adapter: Any,
 ) -> None:
     root = tmp_path / "artifacts"
     make_adapter(root / "x" / "soup", tiny, "j", seed=1, kind="alignment/soup")
@@ -220,6 +198,7 @@ def test_catalog_finds_finished_artifacts_best_first_and_notices_new_ones(
 
 def test_each_token_gets_its_own_adapter_with_boundaries_and_a_receipt(
     world: dict[str, Any],
+    make_adapter: Any,
 ) -> None:
     tiny: TransformersBackend = world["tiny"]
     token, verified = _mint(world, "national-conservative")
@@ -253,6 +232,7 @@ def test_each_token_gets_its_own_adapter_with_boundaries_and_a_receipt(
 
 def test_a_damaged_adapter_falls_back_to_the_precis_and_the_server_stays_up(
     world: dict[str, Any],
+    make_adapter: Any,
 ) -> None:
     tiny: TransformersBackend = world["tiny"]
     token, verified = _mint(world, "national-conservative")
@@ -264,7 +244,9 @@ def test_a_damaged_adapter_falls_back_to_the_precis_and_the_server_stays_up(
 
 
 def test_steering_vectors_serve_when_there_is_no_adapter(
-    world: dict[str, Any], tmp_path: Path
+    world: dict[str, Any],
+    tmp_path: Path,
+    make_adapter: Any,
 ) -> None:
     from valuetune.tune.methods import TuneRequest
     from valuetune.tune.scenarios import load_scenario_bank
@@ -283,7 +265,9 @@ def test_steering_vectors_serve_when_there_is_no_adapter(
     assert _ask(world, token)["valuetune"]["receipt"]["mechanism"] == "soup"
 
 
-def test_interleaved_requests_for_different_tokens_never_leak(world: dict[str, Any]) -> None:
+def test_interleaved_requests_for_different_tokens_never_leak(
+    world: dict[str, Any], make_adapter: Any
+) -> None:
     """Three holders (two adapters, one précis) and plain requests, 24 at once, through
     an adapter cache too small for all: each reply equals that holder's reference."""
     tiny: TransformersBackend = world["tiny"]

@@ -14,7 +14,7 @@ transformers = pytest.importorskip("transformers")
 from typer.testing import CliRunner  # noqa: E402
 
 from valuetune.cli.main import app  # noqa: E402
-from valuetune.tune.artifacts import read_metadata  # noqa: E402
+from valuetune.tune.artifacts import read_fit, read_metadata  # noqa: E402
 
 RUNNER = CliRunner()
 
@@ -86,6 +86,7 @@ def test_tune_and_eval_with_precis_and_steer(
         assert 0.0 <= doc["fit"] <= 1.0 and doc["fit_ci"][0] <= doc["fit"] <= doc["fit_ci"][1]
         assert doc["gain"] == pytest.approx(doc["fit"] - doc["base_fit"], abs=1e-3)
         assert doc["n_items"] >= 50
+        assert read_fit(out) == doc["fit"]  # kept beside the artifact for serving receipts
     assert (
         ok_json(["eval", "--token", token, "--method", "precis", *model])["perplexity_change"]
         == 0.0
@@ -196,3 +197,52 @@ def test_compare_recommends_the_cheapest_method_meeting_the_threshold(
     strict = ok_json([*compare, "--threshold", "1", "--keep", str(tmp_path / "kept")])
     assert strict["recommended"] is None and strict["best"] == "precis"
     assert (tmp_path / "kept" / "precis" / "valuetune-artifact.json").is_file()
+
+
+def test_tune_writes_where_serve_looks_and_export_vllm_lays_adapters_out(
+    token: str, tiny_model_dir: Path, tmp_path: Path, make_adapter: Any
+) -> None:
+    from valuetune.llm.local import TransformersBackend
+    from valuetune.server.lora import read_lora
+    from valuetune.settings import Settings
+    from valuetune.tune.artifacts import jti_hash
+    from valuetune.tune.catalog import scan
+
+    model = ["--model", str(tiny_model_dir)]
+    home = Settings().home
+    meta = ok_json(["tune", "--token", token, "--method", "steer", *model])
+    jti = ok_json(["token", "verify", token])["jti"]
+    expected = home / "artifacts" / jti_hash(jti)[:16] / "steer"
+    assert meta["out"] == str(expected) and (expected / "valuetune-artifact.json").is_file()
+    assert [e.method for e in scan([home / "artifacts"])] == ["steer"]
+
+    missing = run(["export", "vllm", "--token", token, "--out", str(tmp_path / "v"), *model])
+    assert missing.exit_code != 0 and "no LoRA adapter" in missing.stderr
+    backend = TransformersBackend.from_directory(tiny_model_dir)
+    folder = make_adapter(
+        home / "artifacts" / "mine" / "soup",
+        backend,
+        jti,
+        seed=5,
+        kind="alignment/soup",
+        alpha_pattern={"q_proj": 32},  # vLLM ignores patterns: export folds them in
+    )
+    doc = ok_json(["export", "vllm", "--token", token, "--out", str(tmp_path / "v"), *model])
+    (adapter,) = doc["adapters"]
+    assert adapter["name"].startswith("vt-soup-") and adapter["rank"] == 4
+    out = Path(adapter["path"])
+    assert sorted(p.name for p in out.iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "valuetune-artifact.json",
+    ]
+    assert json.loads((out / "adapter_config.json").read_text())["alpha_pattern"] == {}
+    assert f"--lora-modules {adapter['name']}={out}" in doc["command"]
+    assert "--enable-lora --max-lora-rank 8" in doc["command"]
+    assert doc["command"].startswith(f"vllm serve {tiny_model_dir.resolve()} ")
+    original = read_lora(folder, backend.model, "a")
+    exported = read_lora(out, backend.model, "b")
+    for name in original.modules:
+        delta = original.delta(name, torch.float32)
+        assert torch.allclose(delta, exported.delta(name, torch.float32), atol=1e-6)
+    assert any(o[2] != exported.modules[n][2] for n, o in original.modules.items())

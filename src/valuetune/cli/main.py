@@ -15,6 +15,7 @@ from valuetune.cli import (
     alias,
     apikey,
     db,
+    export,
     keys,
     personas,
     precis,
@@ -96,6 +97,7 @@ app.command("compare")(tune.compare_command)
 app.add_typer(tune.soup_app, name="soup")
 app.command("serve")(serve.serve_command)
 app.add_typer(apikey.app, name="apikey")
+app.add_typer(export.app, name="export")
 
 
 def run() -> None:

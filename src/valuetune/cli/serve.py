@@ -51,6 +51,18 @@ def serve_command(
     adapter_cache: int = typer.Option(
         16, "--adapter-cache", min=1, help="Adapters and steering sets kept loaded (LRU)."
     ),
+    upstream: str | None = typer.Option(
+        None,
+        "--upstream",
+        help="Proxy mode: generate on this OpenAI-compatible server (its /v1 URL, e.g. vLLM "
+        "with the adapters from `valuetune export vllm`); no model is loaded here.",
+    ),
+    upstream_key: str | None = typer.Option(
+        None,
+        "--upstream-key",
+        envvar="VALUETUNE_UPSTREAM_KEY",
+        help="API key for the upstream (better: the VALUETUNE_UPSTREAM_KEY variable).",
+    ),
 ) -> None:
     """Serve the OpenAI-compatible API: chat completions aligned to each request's token."""
     import uvicorn
@@ -58,6 +70,7 @@ def serve_command(
     from valuetune.server.app import create_app
     from valuetune.server.auth import Gate
     from valuetune.server.host import ModelHost
+    from valuetune.server.proxy import Upstream
     from valuetune.store.apikeys import ApiKeyStore
     from valuetune.tune.catalog import ArtifactCatalog
 
@@ -70,13 +83,17 @@ def serve_command(
             "needs one. Create one with `valuetune apikey create --name NAME` first."
         )
     home = cli.settings.home
-    models = {EMBEDDED_NAME: _loader(None, home)} if embedded else {}
+    models = {EMBEDDED_NAME: _loader(None, home)} if embedded and not upstream else {}
     for spec in model or []:
         name, sep, where = spec.partition("=")
         if not sep or not name or "@" in name or not Path(where).is_dir():
             raise ValuetuneError(f"--model wants NAME=DIR with an existing directory, got {spec!r}")
         models[name] = _loader(Path(where), home)
-    if not models:
+    if upstream and model:
+        raise ValuetuneError("--model and --upstream exclude each other: the upstream generates")
+    if upstream and not upstream.startswith(("http://", "https://")):
+        raise ValuetuneError(f"--upstream wants an http(s) URL ending in /v1, got {upstream!r}")
+    if not models and not upstream:
         raise ValuetuneError("nothing to serve: give --model NAME=DIR or drop --no-embedded")
     gate = Gate(keys, cli.token_store(), keys_always=beyond_loopback)
     for extra in artifacts or []:
@@ -84,8 +101,8 @@ def serve_command(
             raise ValuetuneError(f"--artifacts {extra}: no such directory")
     catalog = ArtifactCatalog([cli.settings.artifacts, *(artifacts or [])])
     model_host = ModelHost(models, cli.tokens(), cli.aliases(), catalog, cache_size=adapter_cache)
-    app = create_app(cli.settings, model_host, gate)
-    typer.echo(
-        f"valuetune: serving {', '.join(sorted(models))} on http://{host}:{port}/v1", err=True
-    )
+    proxy = Upstream(upstream, upstream_key) if upstream else None
+    app = create_app(cli.settings, model_host, gate, proxy)
+    what = f"the models of {upstream}" if upstream else ", ".join(sorted(models))
+    typer.echo(f"valuetune: serving {what} on http://{host}:{port}/v1", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -265,9 +265,11 @@ class TransformersBackend(LLMBackend):
 
 def _pick(logits: torch.Tensor, options: GenerationOptions, rng: torch.Generator) -> int:
     """The next token: greedy at temperature 0, else nucleus sampling."""
-    if options.temperature == 0:
-        return int(logits.argmax())
-    probs = torch.softmax(logits / options.temperature, dim=-1)
+    if options.temperature < torch.finfo(logits.dtype).tiny:
+        return int(logits.argmax())  # 0, or a temperature that is 0 in the logits' precision
+    # shift before scaling: a tiny temperature then sends the other logits to -inf
+    # (probability 0) instead of every logit to ±inf, whose softmax is NaN
+    probs = torch.softmax((logits - logits.max()) / options.temperature, dim=-1)
     if options.top_p < 1.0:
         ordered, order = probs.sort(descending=True)
         outside = ordered.cumsum(0) - ordered >= options.top_p  # keep the smallest nucleus

@@ -21,13 +21,31 @@ from valuetune.server.aliases import router as alias_router
 from valuetune.server.auth import Gate
 from valuetune.server.chat import router as chat_router
 from valuetune.server.host import HostError, ModelHost
-from valuetune.server.schema import error_body
+from valuetune.server.proxy import Upstream
+from valuetune.server.proxy import router as proxy_router
+from valuetune.server.schema import ERROR_RESPONSES, error_body
 from valuetune.settings import Settings
 from valuetune.token.alias import RateLimitedError
 from valuetune.token.words import MAX_WORDS, MIN_WORDS, AliasFormatError
 
 MAX_BODY_BYTES = 1_000_000
 """Largest request body accepted (a prompt of about 250,000 words)."""
+READINESS_503: dict[str, Any] = {
+    "description": "Not ready: models still loading, or loading failed (`error` says why).",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["status"],
+                "properties": {
+                    "status": {"enum": ["loading", "failed"]},
+                    "models": {"type": "array", "items": {"type": "string"}},
+                    "error": {"type": "string"},
+                },
+            }
+        }
+    },
+}
 
 
 def _error(status: int, message: str, kind: str, **extra: Any) -> JSONResponse:
@@ -44,18 +62,33 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"Invalid value for {field}: {reason}" if field else reason), field
 
 
-def create_app(settings: Settings, host: ModelHost, gate: Gate) -> FastAPI:
-    """The API server for `host`'s models; `gate` admits requests (API keys, limits)."""
+def create_app(
+    settings: Settings, host: ModelHost, gate: Gate, upstream: Upstream | None = None
+) -> FastAPI:
+    """The API server for `host`'s models; `gate` admits requests (API keys, limits).
+
+    With `upstream`, chat completions are generated there (proxy mode) and `host` only
+    verifies tokens, resolves aliases and finds each holder's artifacts."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # load the models in the background: /health answers at once, /ready once loaded
         threading.Thread(target=host.load_all, name="valuetune-load", daemon=True).start()
         yield
+        if upstream is not None:
+            await upstream.aclose()
 
-    app = FastAPI(title="valuetune", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title="valuetune",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        responses=ERROR_RESPONSES,  # in the schema too: errors are OpenAI error objects
+    )
     app.state.settings, app.state.host, app.state.gate = settings, host, gate
-    app.include_router(chat_router)
+    app.state.upstream = upstream
+    app.include_router(chat_router if upstream is None else proxy_router)
     app.include_router(alias_router)
 
     @app.middleware("http")
@@ -114,9 +147,14 @@ def create_app(settings: Settings, host: ModelHost, gate: Gate) -> FastAPI:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/ready", response_model=None)
-    def ready() -> dict[str, Any] | JSONResponse:
-        """Readiness: every served base model is loaded."""
+    @app.get("/ready", response_model=None, responses={503: READINESS_503})
+    async def ready() -> dict[str, Any] | JSONResponse:
+        """Readiness: every served base model is loaded (or the upstream answers)."""
+        if upstream is not None:
+            try:
+                return {"status": "ready", "models": await upstream.bases()}
+            except HostError as exc:
+                return JSONResponse({"status": "failed", "error": str(exc)}, status_code=503)
         if host.ready():
             return {"status": "ready", "models": host.names()}
         doc = {"status": "failed" if host.load_error else "loading", "models": host.names()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import threading
 import time
@@ -18,9 +19,15 @@ from valuetune.errors import ValuetuneError
 from valuetune.llm.base import Chunk, GenerationOptions, LLMBackend, Message
 from valuetune.server.auth import client_id
 from valuetune.server.host import Holder, HostError, ModelHost, Receipt, ServedModel
-from valuetune.server.schema import ChatCompletionRequest, error_body, logprobs_content
+from valuetune.server.schema import (
+    CHAT_RESPONSES,
+    ChatCompletionRequest,
+    error_body,
+    logprobs_content,
+)
 from valuetune.tune.precis import with_system
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 RECEIPT_HEADER = "X-Valuetune-Receipt"
 TOKEN_HEADER = "X-Value-Token"
@@ -46,12 +53,12 @@ def list_models(request: Request) -> dict[str, Any]:
     }
 
 
-def _messages(body: ChatCompletionRequest) -> list[Message]:
+def request_messages(body: ChatCompletionRequest) -> list[Message]:
     # OpenAI's `developer` role is the system role of older models
     return [Message("system" if m.role == "developer" else m.role, m.text()) for m in body.messages]
 
 
-def _options(body: ChatCompletionRequest) -> GenerationOptions:
+def generation_options(body: ChatCompletionRequest) -> GenerationOptions:
     limit = body.token_limit() or 256
     if limit > MAX_COMPLETION_TOKENS:
         raise HostError(
@@ -95,7 +102,7 @@ def _resolve(
     return served, (host.holder(text, client) if text else None)
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post("/v1/chat/completions", response_model=None, responses=CHAT_RESPONSES)
 async def chat_completions(
     request: Request, body: ChatCompletionRequest, client: str = Depends(client_id)
 ) -> JSONResponse | StreamingResponse:
@@ -103,7 +110,7 @@ async def chat_completions(
     served, holder = await run_in_threadpool(_resolve, request, body, client)
     aligned = await run_in_threadpool(host.aligned, served, holder)
     backend, receipt = aligned.backend, aligned.receipt
-    messages, options = _messages(body), _options(body)
+    messages, options = request_messages(body), generation_options(body)
     seen = with_system(messages, aligned.instruction) if aligned.instruction else messages
     base = await run_in_threadpool(host.backend, served)
     await run_in_threadpool(_check_context, base, seen, options.max_new_tokens)
@@ -185,6 +192,7 @@ def _events(
 
 
 _END = object()
+_CRASHED = object()
 
 
 async def _sse(events: Iterator[dict[str, Any]], include_usage: bool) -> AsyncIterator[str]:
@@ -205,6 +213,10 @@ async def _sse(events: Iterator[dict[str, Any]], include_usage: bool) -> AsyncIt
                 queue.put(event)
         except ValuetuneError as exc:
             queue.put(exc)
+        except Exception:
+            # a bug or a failure inside the model: as for a 500, no details leave the server
+            log.exception("a streamed answer failed")
+            queue.put(_CRASHED)
         finally:
             close = getattr(events, "close", None)
             if close is not None:
@@ -216,6 +228,10 @@ async def _sse(events: Iterator[dict[str, Any]], include_usage: bool) -> AsyncIt
         while (item := await run_in_threadpool(queue.get)) is not _END:
             if isinstance(item, ValuetuneError):
                 body = error_body(f"The model failed while answering: {item}", "server_error")
+                yield f"data: {json.dumps(body)}\n\n"
+                return
+            if item is _CRASHED:
+                body = error_body("The server failed while answering; try again.", "server_error")
                 yield f"data: {json.dumps(body)}\n\n"
                 return
             assert isinstance(item, dict)

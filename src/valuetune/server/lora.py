@@ -61,7 +61,7 @@ class LoraWeights:
 
     def delta(self, name: str, dtype: torch.dtype) -> torch.Tensor:
         a, b, scale = self.modules[name]
-        return ((b.float() @ a.float()) * scale).to(dtype)
+        return ((b @ a) * scale).to(dtype)
 
 
 def read_lora(folder: Path, model: torch.nn.Module, ident: str) -> LoraWeights:
@@ -96,10 +96,14 @@ def read_lora(folder: Path, model: torch.nn.Module, ident: str) -> LoraWeights:
         if weight is None or a.shape[0] != b.shape[1] or weight.shape != (b.shape[0], a.shape[1]):
             raise ArtifactError(f"the adapter in {folder} does not fit this model at {name}")
         rank = a.shape[0]
-        alpha = float(_pattern(config.get("alpha_pattern") or {}, name, config["lora_alpha"]))
+        alpha = float(pattern_value(config.get("alpha_pattern") or {}, name, config["lora_alpha"]))
         scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
-        device = weight.device
-        modules[name] = (a.to(device), b.to(device), scale)
+        # kept in float32: exact for float32 models, and the delta is formed in float32
+        modules[name] = (
+            a.to(weight.device, torch.float32),
+            b.to(weight.device, torch.float32),
+            scale,
+        )
     if not modules:
         raise ArtifactError(f"the adapter in {folder} is empty")
     return LoraWeights(ident, modules)
@@ -114,7 +118,7 @@ def _weight(model: torch.nn.Module, name: str) -> torch.Tensor | None:
     return weight if isinstance(weight, torch.Tensor) and weight.dim() == 2 else None
 
 
-def _pattern(patterns: dict[str, Any], name: str, default: Any) -> Any:
+def pattern_value(patterns: dict[str, Any], name: str, default: Any) -> Any:
     """PEFT's per-module override: a key matches a module name that ends with it."""
     for key, value in patterns.items():
         if re.fullmatch(rf"(.*\.)?{key}", name):
@@ -135,27 +139,29 @@ class WeightSwitch:
         current = self.active.id if self.active else None
         if (lora.id if lora else None) == current:
             return
+        previous, self.active = self.active, None
         with torch.no_grad():
-            self._restore()
-            if lora is not None:
-                try:
-                    for name in lora.modules:
-                        weight = self._param(name)
-                        if name not in self._pristine:
-                            self._pristine[name] = weight.detach().clone()
-                        weight.add_(lora.delta(name, weight.dtype))
-                        self.active = lora  # from the first touched module on, restore it
-                except BaseException:
-                    self._restore()
-                    raise
+            try:
+                wanted = lora.modules if lora else {}
+                for name in wanted:  # W = W0 + scale·B@A, in one fused step per module
+                    assert lora is not None
+                    weight = self._param(name)
+                    if name not in self._pristine:
+                        self._pristine[name] = weight.detach().clone()
+                    a, b, scale = lora.modules[name]
+                    if weight.dtype == torch.float32:
+                        torch.addmm(self._pristine[name], b, a, alpha=scale, out=weight)
+                    else:
+                        torch.add(self._pristine[name], lora.delta(name, weight.dtype), out=weight)
+                for name in previous.modules if previous else {}:
+                    if name not in wanted:
+                        self._param(name).copy_(self._pristine[name])
+            except BaseException:
+                for name, pristine in self._pristine.items():  # back to the base weights
+                    self._param(name).copy_(pristine)
+                raise
+        self.active = lora
         self.switches += 1
-
-    def _restore(self) -> None:
-        if self.active is not None:
-            for name in self.active.modules:
-                if name in self._pristine:
-                    self._param(name).copy_(self._pristine[name])
-            self.active = None
 
     def _param(self, name: str) -> torch.Tensor:
         weight: torch.Tensor = self.model.get_submodule(name).weight  # type: ignore[assignment]

@@ -52,7 +52,7 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1, description="A 64-bit integer.")
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
     stream: bool = False
@@ -100,8 +100,48 @@ def logprobs_content(entries: Any) -> dict[str, Any]:
     }
 
 
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error object, as `error_body` writes it: documents every error status."""
+
+    error: ErrorDetail
+
+
 def error_body(
     message: str, kind: str, *, code: str | None = None, param: str | None = None
 ) -> dict[str, Any]:
     """OpenAI's error object."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorResponse, "description": "The request was refused (OpenAI error)."},
+    "5XX": {"model": ErrorResponse, "description": "The server failed (OpenAI error)."},
+}
+"""The OpenAPI `responses` of every operation: errors leave only as `ErrorResponse`."""
+
+STREAM_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "type": "string",
+            "description": "A `chat.completion.chunk` or an error object as JSON; last, `[DONE]`.",
+        }
+    },
+}
+"""One server-sent event (OpenAPI 3.1 reads an event stream's `schema` per event)."""
+
+CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A `chat.completion`, or with `stream: true` its chunks as events.",
+        "content": {"text/event-stream": {"schema": STREAM_EVENT}},
+    }
+}
+"""`/v1/chat/completions` answers JSON, or server-sent events when streaming."""

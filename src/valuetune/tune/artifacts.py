@@ -46,16 +46,21 @@ def jti_hash(jti: str) -> str:
 
 
 def model_fingerprint(backend: Any) -> str:
+    """The fingerprint of a loaded backend's model (see `directory_fingerprint`)."""
+    return directory_fingerprint(str(backend.model_id))
+
+
+def directory_fingerprint(model_id: str) -> str:
     """sha256 over a model directory's config and weight files (or its name if remote).
 
     Remembered per file list, sizes and modification times: hashing the embedded model's
     half a gigabyte takes a second, and servers and evaluators ask for it often."""
-    root = Path(backend.model_id)
+    root = Path(model_id)
     files = sorted(
         p for p in root.glob("*") if p.suffix in {".safetensors", ".bin"} or p.name == "config.json"
     )
     if not files:
-        return sha256_bytes(f"model-id:{backend.model_id}".encode())
+        return sha256_bytes(f"model-id:{model_id}".encode())
     stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     if stats in _fingerprints:
         return _fingerprints[stats]
