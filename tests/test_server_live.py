@@ -17,6 +17,7 @@ pytest.importorskip("torch")
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
+from valuetune.llm.local import TransformersBackend  # noqa: E402
 from valuetune.settings import Settings  # noqa: E402
 from valuetune.store import Database  # noqa: E402
 from valuetune.store.tokens import TokenStore  # noqa: E402
@@ -36,7 +37,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def served(
-    tmp_path: Path, embedded_tokenizer: Any, make_tiny_llama: Any
+    tmp_path: Path, embedded_tokenizer: Any, make_tiny_llama: Any, make_adapter: Any
 ) -> Iterator[dict[str, Any]]:
     model_dir = tmp_path / "tiny-model"
     make_tiny_llama(2).save_pretrained(model_dir)
@@ -46,6 +47,9 @@ def served(
     database = Database.open(settings.resolved_database_url())
     tokens = TokenService(KeyRing.open(home), TokenStore(database))
     token = tokens.mint(get_persona("secular-humanist").profile).token
+    adapted = tokens.mint(get_persona("devout-catholic-family").profile).token
+    tiny = TransformersBackend.from_directory(model_dir)  # where `valuetune tune` writes:
+    make_adapter(home / "artifacts" / "mine" / "dpo", tiny, tokens.verify(adapted).jti, seed=1)
     port = _free_port()
     proc = subprocess.Popen(
         [
@@ -76,12 +80,12 @@ def served(
         assert time.monotonic() < deadline, "server did not become ready"
         time.sleep(0.2)
     try:
-        yield {"base": base, "token": token, "proc": proc}
+        yield {"base": base, "token": token, "adapted": adapted, "proc": proc}
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
         database.dispose()
-        assert token not in err  # tokens never reach the logs
+        assert token not in err and adapted not in err  # tokens never reach the logs
 
 
 def test_official_client_chat_streaming_and_logprobs(served: dict[str, Any]) -> None:
@@ -117,6 +121,18 @@ def test_official_client_chat_streaming_and_logprobs(served: dict[str, Any]) -> 
     )
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text == choice.message.content
+
+    adapted = client.chat.completions.create(
+        model=f"tiny@{served['adapted']}",  # the suffix wins over the default header
+        messages=[{"role": "user", "content": "Should I lend money to a friend?"}],
+        max_tokens=12,
+        temperature=0,
+        stream=True,
+    )
+    first = next(iter(adapted))
+    assert first.model_extra is not None
+    assert first.model_extra["valuetune"]["receipt"]["mechanism"] == "dpo"
+    adapted.close()
 
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])

@@ -98,7 +98,7 @@ def _resolve(
 ) -> tuple[ServedModel, Holder | None]:
     host = _host(request)
     served, suffix = host.split_model(body.model)
-    text = request.headers.get(TOKEN_HEADER) or suffix
+    text = suffix or request.headers.get(TOKEN_HEADER)  # the per-request suffix wins
     return served, (host.holder(text, client) if text else None)
 
 

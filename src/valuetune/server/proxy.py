@@ -131,7 +131,7 @@ async def chat_completions(
             "model_not_found",
             "model",
         )
-    text = request.headers.get(TOKEN_HEADER) or suffix
+    text = suffix or request.headers.get(TOKEN_HEADER)  # the per-request suffix wins
     holder = await run_in_threadpool(host.holder, text, client) if text else None
     generation_options(body)  # the same limits as local serving
     target, instruction, receipt = route(host, holder, base, models)
