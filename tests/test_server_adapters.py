@@ -230,7 +230,7 @@ def test_each_token_gets_its_own_adapter_with_boundaries_and_a_receipt(
     assert _close(_got(_ask(world, token, logprobs=True)), adapted)
 
 
-def test_a_damaged_adapter_falls_back_to_the_precis_and_the_server_stays_up(
+def test_a_damaged_adapter_falls_back_to_the_next_best_and_the_server_stays_up(
     world: dict[str, Any],
     make_adapter: Any,
 ) -> None:
@@ -241,6 +241,8 @@ def test_a_damaged_adapter_falls_back_to_the_precis_and_the_server_stays_up(
     for _ in range(2):
         assert _ask(world, token)["valuetune"]["receipt"]["mechanism"] == "precis"
     assert world["host"].cache.loads == 1  # the failure is remembered, not re-read
+    make_adapter(world["root"] / "h1" / "soup", tiny, verified.jti, seed=2, kind="alignment/soup")
+    assert _ask(world, token)["valuetune"]["receipt"]["mechanism"] == "soup"  # the next best
 
 
 def test_steering_vectors_serve_when_there_is_no_adapter(

@@ -189,19 +189,22 @@ class ModelHost:
         plain = base if switch is None else SwitchedBackend(base, switch, None)
         if holder is None:
             return Aligned(plain, Receipt("none"), None)
-        entry = self._artifact(served, holder)
-        applied = self._apply(entry, base, switch) if entry and switch else None
-        if entry is None or applied is None:
-            return Aligned(PrecisBackend(plain, holder.precis), Receipt("precis"), holder.precis)
-        receipt = Receipt(entry.method, entry.module_name, entry.fit)
-        if holder.boundaries:
-            return Aligned(PrecisBackend(applied, holder.boundaries), receipt, holder.boundaries)
-        return Aligned(applied, receipt, None)
+        for entry in self._artifacts(served, holder):
+            applied = self._apply(entry, base, switch) if switch else None
+            if applied is None:
+                continue  # damaged: the next best one
+            receipt = Receipt(entry.method, entry.module_name, entry.fit)
+            if holder.boundaries:
+                return Aligned(
+                    PrecisBackend(applied, holder.boundaries), receipt, holder.boundaries
+                )
+            return Aligned(applied, receipt, None)
+        return Aligned(PrecisBackend(plain, holder.precis), Receipt("precis"), holder.precis)
 
-    def _artifact(self, served: ServedModel, holder: Holder) -> CatalogEntry | None:
+    def _artifacts(self, served: ServedModel, holder: Holder) -> list[CatalogEntry]:
         if self.catalog is None or holder.jti is None or served.fingerprint is None:
-            return None
-        return self.catalog.best(jti_hash(holder.jti), served.fingerprint)
+            return []
+        return self.catalog.for_holder(jti_hash(holder.jti), served.fingerprint)
 
     def _apply(
         self, entry: CatalogEntry, base: LLMBackend, switch: WeightSwitch
