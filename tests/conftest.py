@@ -12,6 +12,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,48 @@ def make_adapter() -> Callable[..., Path]:
         return folder
 
     return make_adapter
+
+
+@dataclass
+class ServerParts:
+    """What an API server is built from, on a real SQLite file: tests add the host."""
+
+    home: Path
+    database: Database
+    store: TokenStore
+    tokens: Any
+    aliases: Any
+    keys: Any
+    gate: Any
+
+    def app(self, host: Any, upstream: Any = None) -> Any:
+        from valuetune.server.app import create_app
+        from valuetune.settings import Settings
+
+        return create_app(Settings(home=self.home), host, self.gate, upstream)
+
+
+@pytest.fixture
+def server_parts(tmp_path: Path) -> Iterator[ServerParts]:
+    """Tokens, aliases (no floor), API keys and a gate whose rate-limit windows never roll
+    over mid-test."""
+    from valuetune.server.auth import Gate
+    from valuetune.store.apikeys import ApiKeyStore
+    from valuetune.token.alias import AliasService
+    from valuetune.token.tokens import TokenService
+
+    database = Database.open(f"sqlite:///{tmp_path / 'server.sqlite3'}")
+    ring = KeyRing.open(tmp_path / "home")
+    store = TokenStore(database)
+    wall = lambda: 1_000_000.0  # noqa: E731
+    keys = ApiKeyStore(database)
+    yield ServerParts(
+        tmp_path / "home",
+        database,
+        store,
+        TokenService(ring, store),
+        AliasService(store, ring.alias_key(), floor_seconds=0, wall=wall),
+        keys,
+        Gate(keys, store, wall=wall),
+    )
+    database.dispose()

@@ -22,17 +22,13 @@ from valuetune.llm.base import (  # noqa: E402
     Message,
 )
 from valuetune.llm.local import TransformersBackend  # noqa: E402
-from valuetune.server.app import MAX_BODY_BYTES, create_app  # noqa: E402
+from valuetune.server.app import MAX_BODY_BYTES  # noqa: E402
 from valuetune.server.auth import Gate  # noqa: E402
 from valuetune.server.host import ModelHost  # noqa: E402
-from valuetune.settings import Settings  # noqa: E402
 from valuetune.store import Database  # noqa: E402
 from valuetune.store.apikeys import ApiKeyStore  # noqa: E402
-from valuetune.store.tokens import TokenStore  # noqa: E402
-from valuetune.token.alias import AliasService, precis_content  # noqa: E402
-from valuetune.token.keys import KeyRing  # noqa: E402
+from valuetune.token.alias import precis_content  # noqa: E402
 from valuetune.token.precis import PrecisLength, write_precis  # noqa: E402
-from valuetune.token.tokens import TokenService  # noqa: E402
 from valuetune.tune.precis import with_system  # noqa: E402
 from valuetune.values.personas import get_persona  # noqa: E402
 
@@ -61,32 +57,26 @@ class RecordingBackend(LLMBackend):
 
 @pytest.fixture
 def world(
-    tmp_path: Path, embedded_tokenizer: Any, make_tiny_llama: Any
+    tmp_path: Path, embedded_tokenizer: Any, make_tiny_llama: Any, server_parts: Any
 ) -> Iterator[dict[str, Any]]:
-    database = Database.open(f"sqlite:///{tmp_path / 'server.sqlite3'}")
-    ring = KeyRing.open(tmp_path / "home")
-    store = TokenStore(database)
-    tokens = TokenService(ring, store)
-    fixed_wall = lambda: 1_000_000.0  # noqa: E731 - rate-limit windows never roll over mid-test
-    aliases = AliasService(store, ring.alias_key(), floor_seconds=0, wall=fixed_wall)
+    parts = server_parts
     tiny = TransformersBackend(make_tiny_llama(2), embedded_tokenizer, model_id="tiny")
     recording = RecordingBackend()
-    host = ModelHost({"tiny": lambda: tiny, "recording": lambda: recording}, tokens, aliases)
-    keys = ApiKeyStore(database)
-    app = create_app(Settings(home=tmp_path / "home"), host, Gate(keys, store, wall=fixed_wall))
+    models = {"tiny": lambda: tiny, "recording": lambda: recording}
+    host = ModelHost(models, parts.tokens, parts.aliases)
+    app = parts.app(host)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield {
             "client": client,
             "tiny": tiny,
             "recording": recording,
-            "tokens": tokens,
-            "aliases": aliases,
+            "tokens": parts.tokens,
+            "aliases": parts.aliases,
             "host": host,
-            "keys": keys,
+            "keys": parts.keys,
             "app": app,
             "db_file": tmp_path / "server.sqlite3",
         }
-    database.dispose()
 
 
 def _mint(world: dict[str, Any], persona: str = "national-conservative") -> tuple[str, Any]:

@@ -18,18 +18,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from valuetune.llm.base import GenerationOptions, Message  # noqa: E402
 from valuetune.llm.local import TransformersBackend  # noqa: E402
-from valuetune.server.app import create_app  # noqa: E402
-from valuetune.server.auth import Gate  # noqa: E402
 from valuetune.server.host import ModelHost  # noqa: E402
 from valuetune.server.lora import AdapterCache, WeightSwitch, read_lora  # noqa: E402
-from valuetune.settings import Settings  # noqa: E402
-from valuetune.store import Database  # noqa: E402
-from valuetune.store.apikeys import ApiKeyStore  # noqa: E402
-from valuetune.store.tokens import TokenStore  # noqa: E402
-from valuetune.token.alias import AliasService  # noqa: E402
-from valuetune.token.keys import KeyRing  # noqa: E402
 from valuetune.token.precis import boundary_instructions, write_precis  # noqa: E402
-from valuetune.token.tokens import TokenService  # noqa: E402
 from valuetune.tune.artifacts import (  # noqa: E402
     ArtifactError,
     jti_hash,
@@ -58,20 +49,13 @@ def tiny(embedded_tokenizer: Any, make_tiny_llama: Any) -> TransformersBackend:
 
 
 @pytest.fixture
-def world(tmp_path: Path, tiny: TransformersBackend) -> Iterator[dict[str, Any]]:
-    database = Database.open(f"sqlite:///{tmp_path / 'server.sqlite3'}")
-    ring = KeyRing.open(tmp_path / "home")
-    store = TokenStore(database)
-    tokens = TokenService(ring, store)
-    aliases = AliasService(store, ring.alias_key(), floor_seconds=0, wall=lambda: 1e6)
+def world(tmp_path: Path, tiny: TransformersBackend, server_parts: Any) -> Iterator[dict[str, Any]]:
     root = tmp_path / "artifacts"
     catalog = ArtifactCatalog([root], refresh_s=0)
-    host = ModelHost({"tiny": lambda: tiny}, tokens, aliases, catalog, cache_size=4)
-    gate = Gate(ApiKeyStore(database), store, wall=lambda: 1e6)
-    app = create_app(Settings(home=tmp_path / "home"), host, gate)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    tokens = server_parts.tokens
+    host = ModelHost({"tiny": lambda: tiny}, tokens, server_parts.aliases, catalog, cache_size=4)
+    with TestClient(server_parts.app(host), raise_server_exceptions=False) as client:
         yield {"client": client, "tokens": tokens, "host": host, "root": root, "tiny": tiny}
-    database.dispose()
 
 
 def _mint(world: dict[str, Any], persona: str) -> tuple[str, Any]:

@@ -16,18 +16,9 @@ from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import JSONResponse, StreamingResponse  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from valuetune.server.app import create_app  # noqa: E402
-from valuetune.server.auth import Gate  # noqa: E402
 from valuetune.server.host import ModelHost  # noqa: E402
 from valuetune.server.proxy import Upstream  # noqa: E402
-from valuetune.settings import Settings  # noqa: E402
-from valuetune.store import Database  # noqa: E402
-from valuetune.store.apikeys import ApiKeyStore  # noqa: E402
-from valuetune.store.tokens import TokenStore  # noqa: E402
-from valuetune.token.alias import AliasService  # noqa: E402
-from valuetune.token.keys import KeyRing  # noqa: E402
 from valuetune.token.precis import boundary_instructions, write_precis  # noqa: E402
-from valuetune.token.tokens import TokenService  # noqa: E402
 from valuetune.tune.artifacts import jti_hash, write_metadata, writing_artifact  # noqa: E402
 from valuetune.tune.catalog import ArtifactCatalog, scan  # noqa: E402
 from valuetune.values.personas import get_persona  # noqa: E402
@@ -101,12 +92,8 @@ def _artifact(root: Path, jti: str, method: str, base_sha: str = "b" * 64) -> st
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    database = Database.open(f"sqlite:///{tmp_path / 'server.sqlite3'}")
-    ring = KeyRing.open(tmp_path / "home")
-    store = TokenStore(database)
-    tokens = TokenService(ring, store)
-    aliases = AliasService(store, ring.alias_key(), floor_seconds=0, wall=lambda: 1e6)
+def world(tmp_path: Path, server_parts: Any) -> Iterator[dict[str, Any]]:
+    tokens = server_parts.tokens
     root = tmp_path / "artifacts"
     conservative = tokens.mint(get_persona("national-conservative").profile)
     progressive = tokens.mint(get_persona("progressive-activist").profile)
@@ -120,10 +107,9 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
     upstream = Upstream(
         "http://upstream.test/v1", "sk-upstream", transport=httpx.ASGITransport(app=fake)
     )
-    host = ModelHost({}, tokens, aliases, ArtifactCatalog([root], refresh_s=0))
-    gate = Gate(ApiKeyStore(database), store, wall=lambda: 1e6)
-    app = create_app(Settings(home=tmp_path / "home"), host, gate, upstream)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    catalog = ArtifactCatalog([root], refresh_s=0)
+    host = ModelHost({}, tokens, server_parts.aliases, catalog)
+    with TestClient(server_parts.app(host, upstream), raise_server_exceptions=False) as client:
         yield {
             "client": client,
             "seen": seen,
@@ -132,8 +118,8 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
             "progressive": progressive.token,
             "module": listed_module,
             "unlisted": unlisted,
+            "parts": server_parts,
         }
-    database.dispose()
 
 
 def _ask(
@@ -233,18 +219,12 @@ def test_errors_upstream_and_of_the_upstream_are_openai_errors(
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    database = Database.open(f"sqlite:///{tmp_path / 'down.sqlite3'}")
-    ring = KeyRing.open(tmp_path / "down-home")
-    store = TokenStore(database)
-    host = ModelHost({}, TokenService(ring, store), AliasService(store, ring.alias_key()))
+    parts = world["parts"]
+    host = ModelHost({}, parts.tokens, parts.aliases)
     down = Upstream("http://down.test/v1", transport=httpx.MockTransport(refuse))
-    app = create_app(
-        Settings(home=tmp_path / "down-home"), host, Gate(ApiKeyStore(database), store), down
-    )
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(parts.app(host, down), raise_server_exceptions=False) as client:
         reply = client.post("/v1/chat/completions", json=body)
         assert reply.status_code == 502
         assert reply.json()["error"]["code"] == "upstream_unavailable"
         assert client.get("/ready").status_code == 503
         assert client.get("/health").status_code == 200
-    database.dispose()

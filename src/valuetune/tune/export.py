@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from valuetune.tune.artifacts import METADATA, ArtifactError
+from valuetune.tune.artifacts import METADATA, ArtifactError, writing_artifact
 from valuetune.tune.catalog import CatalogEntry
 
 VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
@@ -44,22 +42,14 @@ def export_adapter(entry: CatalogEntry, out: Path) -> ExportedAdapter:
         config = json.loads((entry.path / CONFIG_FILE).read_text())
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"the adapter in {entry.path} is damaged: {exc}") from None
-    out.mkdir(parents=True, exist_ok=True)
     target = out / entry.module_name
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=out))
-    try:
+    with writing_artifact(target, overwrite=True) as work:  # an export repeats as it likes
         if config.get("alpha_pattern") or config.get("rank_pattern"):
             config = _fold_patterns(entry.path, config, work)
         else:
             shutil.copyfile(entry.path / WEIGHTS_FILE, work / WEIGHTS_FILE)
         (work / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         shutil.copyfile(entry.path / METADATA, work / METADATA)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(work, target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return ExportedAdapter(entry.module_name, target, entry.method, _rank(target))
 
 
