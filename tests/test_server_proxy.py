@@ -228,3 +228,20 @@ def test_errors_upstream_and_of_the_upstream_are_openai_errors(
         assert reply.json()["error"]["code"] == "upstream_unavailable"
         assert client.get("/ready").status_code == 503
         assert client.get("/health").status_code == 200
+
+
+def test_serve_refuses_bad_proxy_and_artifact_options(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from valuetune.cli.main import app
+
+    runner = CliRunner()
+    cases = [
+        (["serve", "--upstream", "ftp://example/v1"], "http(s) URL"),
+        (["serve", "--upstream", "http://x/v1", "--model", f"a={tmp_path}"], "exclude each other"),
+        (["serve", "--artifacts", str(tmp_path / "missing")], "no such directory"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code != 0 and message in result.stderr, result.output
+        assert "Traceback" not in result.stderr
