@@ -1,7 +1,7 @@
 """Serving throughput and latency, and what a token costs, on the embedded model.
 
 Run:  .venv/bin/python -u bench/serve.py [--clients 1 4 16] [--requests 2] [--max-tokens 48]
-      [--home DIR] [--cold-adapters 8]
+      [--home DIR] [--cold-adapters 8] [--trainable-layers 16]
 
 A real `valuetune serve` app (uvicorn on a loopback port, in this process) serves the
 embedded model with a catalog holding personal adapters of the production shape (the
@@ -41,7 +41,7 @@ from typing import Any
 MODES = ("base", "adapter", "mixed")
 
 
-def _adapter(folder: Path, backend: Any, jti: str, seed: int) -> Path:
+def _adapter(folder: Path, backend: Any, jti: str, seed: int, depth: int | None) -> Path:
     import peft
     import torch
 
@@ -55,12 +55,13 @@ def _adapter(folder: Path, backend: Any, jti: str, seed: int) -> Path:
 
     settings = DPOSettings()
     layers = backend.model.config.num_hidden_layers
+    depth = depth or settings.trainable_layers
     torch.manual_seed(seed)
     config = peft.LoraConfig(
         r=settings.lora_r,
         lora_alpha=settings.lora_alpha,
         target_modules=list(settings.lora_targets),
-        layers_to_transform=list(range(layers - settings.trainable_layers, layers)),
+        layers_to_transform=list(range(layers - depth, layers)),
         init_lora_weights=False,
     )
     model = peft.get_peft_model(copy.deepcopy(backend.model), config)
@@ -119,11 +120,16 @@ async def _round(url: str, tokens: list[str | None], clients: int, n: int, mt: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument(
+        "--clients", type=int, nargs="*", default=[1, 4, 16], help="none: cold loads only"
+    )
     parser.add_argument("--requests", type=int, default=2, help="per client per round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--cold-adapters", type=int, default=8)
+    parser.add_argument(
+        "--trainable-layers", type=int, default=None, help="adapter depth (default: dpo's)"
+    )
     parser.add_argument("--home", type=Path, default=Path(tempfile.gettempdir()) / "vt-bench-home")
     args = parser.parse_args()
 
@@ -155,7 +161,8 @@ def main() -> None:
     for i, persona in enumerate(("national-conservative", "progressive-activist")):
         profile = dataclasses.replace(get_persona(persona).profile, boundaries=frozenset())
         token = tokens.mint(profile).token
-        _adapter(work / "artifacts" / persona, backend, tokens.verify(token).jti, seed=i)
+        jti = tokens.verify(token).jti
+        _adapter(work / "artifacts" / persona, backend, jti, i, args.trainable_layers)
         minted.append(token)
     host = ModelHost(
         {"smollm2": lambda: backend},
@@ -176,10 +183,11 @@ def main() -> None:
         "adapter": [minted[0]],
         "mixed": [minted[0], minted[1]],
     }
-    asyncio.run(_round(url, [minted[0], minted[1], None], 3, 3, 4))  # warm everything once
     print(f"torch threads {torch.get_num_threads()}; {args.max_tokens} tokens per request\n")
-    print("| clients | mode | tokens/s | p50 s | p95 s | requests |")
-    print("|---:|---|---:|---:|---:|---:|")
+    if args.clients:
+        asyncio.run(_round(url, [minted[0], minted[1], None], 3, 3, 4))  # warm everything once
+        print("| clients | mode | tokens/s | p50 s | p95 s | requests |")
+        print("|---:|---|---:|---:|---:|---:|")
     overheads = []
     for clients in args.clients:
         walls = dict.fromkeys(MODES, 0.0)
@@ -213,7 +221,9 @@ def main() -> None:
     cold = []
     switch = WeightSwitch(backend.model)
     for i in range(args.cold_adapters):
-        folder = _adapter(work / "cold" / str(i), backend, f"cold-{i}", seed=100 + i)
+        folder = _adapter(
+            work / "cold" / str(i), backend, f"cold-{i}", 100 + i, args.trainable_layers
+        )
         started = time.perf_counter()
         switch.activate(read_lora(folder, backend.model, f"cold-{i}"))
         cold.append(time.perf_counter() - started)
