@@ -70,6 +70,8 @@ ML_MODULES = {
     "tune/dpo.py",
     "tune/soup.py",
     "tune/fastpath.py",
+    "tune/export.py",  # rewrites adapter tensors for vLLM
+    "server/lora.py",  # merges adapters into a served model's weights
 }
 
 
