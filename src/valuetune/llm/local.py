@@ -273,6 +273,7 @@ def _pick(logits: torch.Tensor, options: GenerationOptions, rng: torch.Generator
     if options.top_p < 1.0:
         ordered, order = probs.sort(descending=True)
         outside = ordered.cumsum(0) - ordered >= options.top_p  # keep the smallest nucleus
+        outside[0] = False  # and always the likeliest token (a top_p that is 0 in float32)
         ordered[outside] = 0.0
         probs = torch.zeros_like(probs).scatter(0, order, ordered)
     return int(torch.multinomial(probs, 1, generator=rng))
