@@ -249,8 +249,9 @@ def _record_fit(artifact: Path, doc: dict[str, Any]) -> None:
     fit = {k: doc[k] for k in ("fit", "fit_ci", "base_fit", "gain", "perplexity_change")}
     fit["n_items"] = doc.get("n_items")
     write_fit(artifact, fit)
-    if read_metadata(artifact).get("kind") == "alignment/auto":
-        chosen = artifact / str(read_metadata(artifact).get("chosen"))
+    meta = read_metadata(artifact)
+    if meta.get("kind") == "alignment/auto":
+        chosen = artifact / str(meta.get("chosen"))
         if (chosen / METADATA).is_file():
             write_fit(chosen, fit)
 

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import torch
 
@@ -35,11 +34,14 @@ from valuetune.llm.base import (
     LLMBackend,
     Message,
 )
-from valuetune.tune.artifacts import ArtifactError
+from valuetune.tune.artifacts import (
+    LORA_KEY,
+    PEFT_CONFIG,
+    PEFT_WEIGHTS,
+    ArtifactError,
+    pattern_value,
+)
 
-CONFIG_FILE = "adapter_config.json"
-WEIGHTS_FILE = "adapter_model.safetensors"
-KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<part>[AB])\.weight$")
 UNSUPPORTED = {
     "use_dora": "DoRA",
     "fan_in_fan_out": "fan-in/fan-out weights",
@@ -69,8 +71,8 @@ def read_lora(folder: Path, model: torch.nn.Module, ident: str) -> LoraWeights:
     from safetensors.torch import load_file
 
     try:
-        config = json.loads((folder / CONFIG_FILE).read_text())
-        tensors = load_file(str(folder / WEIGHTS_FILE))
+        config = json.loads((folder / PEFT_CONFIG).read_text())
+        tensors = load_file(str(folder / PEFT_WEIGHTS))
     except Exception as exc:  # json, OS and safetensors errors all mean a damaged adapter
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ArtifactError(f"the adapter in {folder} is damaged: {first}") from None
@@ -83,7 +85,7 @@ def read_lora(folder: Path, model: torch.nn.Module, ident: str) -> LoraWeights:
         raise ArtifactError(f"the adapter in {folder} trains biases, which serving cannot apply")
     parts: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
-        match = KEY.match(key)
+        match = LORA_KEY.match(key)
         if match is None:
             raise ArtifactError(f"the adapter in {folder} holds an unexpected tensor {key!r}")
         parts.setdefault(match["module"], {})[match["part"]] = tensor
@@ -116,14 +118,6 @@ def _weight(model: torch.nn.Module, name: str) -> torch.Tensor | None:
         return None
     weight = getattr(module, "weight", None)
     return weight if isinstance(weight, torch.Tensor) and weight.dim() == 2 else None
-
-
-def pattern_value(patterns: dict[str, Any], name: str, default: Any) -> Any:
-    """PEFT's per-module override: a key matches a module name that ends with it."""
-    for key, value in patterns.items():
-        if re.fullmatch(rf"(.*\.)?{key}", name):
-            return value
-    return default
 
 
 class WeightSwitch:

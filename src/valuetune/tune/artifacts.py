@@ -13,6 +13,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -26,6 +27,10 @@ from valuetune.errors import ValuetuneError
 
 METADATA = "valuetune-artifact.json"
 FORMAT = "valuetune-artifact/v1"
+PEFT_CONFIG = "adapter_config.json"
+PEFT_WEIGHTS = "adapter_model.safetensors"
+LORA_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<part>[AB])\.weight$")
+"""A LoRA tensor's name in PEFT's saved adapters: the module it adapts, and A or B."""
 FIT_FILE = "valuetune-fit.json"
 """Held-out persona fit measured by `valuetune eval --artifact`, beside the metadata."""
 
@@ -72,6 +77,15 @@ def directory_fingerprint(model_id: str) -> str:
                 digest.update(block)
     _fingerprints[stats] = digest.hexdigest()
     return _fingerprints[stats]
+
+
+def pattern_value(patterns: dict[str, Any], name: str, default: Any) -> Any:
+    """PEFT's per-module override (`alpha_pattern`): a key matches a module name that ends
+    with it."""
+    for key, value in patterns.items():
+        if re.fullmatch(rf"(.*\.)?{key}", name):
+            return value
+    return default
 
 
 def refuse_occupied(out: Path, *, overwrite: bool = False) -> None:

@@ -17,13 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from valuetune.tune.artifacts import METADATA, ArtifactError, writing_artifact
+from valuetune.tune.artifacts import (
+    LORA_KEY,
+    METADATA,
+    PEFT_CONFIG,
+    PEFT_WEIGHTS,
+    ArtifactError,
+    pattern_value,
+    writing_artifact,
+)
 from valuetune.tune.catalog import CatalogEntry
 
 VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 """`--max-lora-rank` values vLLM accepts."""
-CONFIG_FILE = "adapter_config.json"
-WEIGHTS_FILE = "adapter_model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ def export_adapter(entry: CatalogEntry, out: Path) -> ExportedAdapter:
     if not entry.is_adapter:
         raise ArtifactError(f"{entry.path} holds {entry.method} vectors, not a LoRA adapter")
     try:
-        config = json.loads((entry.path / CONFIG_FILE).read_text())
+        config = json.loads((entry.path / PEFT_CONFIG).read_text())
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"the adapter in {entry.path} is damaged: {exc}") from None
     target = out / entry.module_name
@@ -47,8 +53,8 @@ def export_adapter(entry: CatalogEntry, out: Path) -> ExportedAdapter:
         if config.get("alpha_pattern") or config.get("rank_pattern"):
             config = _fold_patterns(entry.path, config, work)
         else:
-            shutil.copyfile(entry.path / WEIGHTS_FILE, work / WEIGHTS_FILE)
-        (work / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            shutil.copyfile(entry.path / PEFT_WEIGHTS, work / PEFT_WEIGHTS)
+        (work / PEFT_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         shutil.copyfile(entry.path / METADATA, work / METADATA)
     return ExportedAdapter(entry.module_name, target, entry.method, _rank(target))
 
@@ -56,14 +62,12 @@ def export_adapter(entry: CatalogEntry, out: Path) -> ExportedAdapter:
 def _fold_patterns(source: Path, config: dict[str, Any], work: Path) -> dict[str, Any]:
     from safetensors.torch import load_file, save_file
 
-    from valuetune.server.lora import KEY, pattern_value
-
-    tensors = load_file(str(source / WEIGHTS_FILE))
+    tensors = load_file(str(source / PEFT_WEIGHTS))
     alpha, rank = config["lora_alpha"], config["r"]
     rs = bool(config.get("use_rslora"))
     default = alpha / math.sqrt(rank) if rs else alpha / rank
     for key, tensor in tensors.items():
-        match = KEY.match(key)
+        match = LORA_KEY.match(key)
         if match is None or match["part"] != "B":
             continue
         module = match["module"]
@@ -71,7 +75,7 @@ def _fold_patterns(source: Path, config: dict[str, Any], work: Path) -> dict[str
         own_rank = tensor.shape[1]
         scale = own_alpha / math.sqrt(own_rank) if rs else own_alpha / own_rank
         tensors[key] = (tensor.float() * (scale / default)).to(tensor.dtype).contiguous()
-    save_file(tensors, str(work / WEIGHTS_FILE), metadata={"format": "pt"})
+    save_file(tensors, str(work / PEFT_WEIGHTS), metadata={"format": "pt"})
     return {**config, "alpha_pattern": {}, "rank_pattern": {}}
 
 
@@ -79,7 +83,7 @@ def _rank(folder: Path) -> int:
     from safetensors import safe_open
 
     ranks = [0]
-    with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as fh:
+    with safe_open(str(folder / PEFT_WEIGHTS), framework="pt") as fh:
         for key in fh.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
             if key.endswith("lora_A.weight"):
                 ranks.append(fh.get_slice(key).get_shape()[0])
