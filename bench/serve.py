@@ -5,7 +5,7 @@ Run:  .venv/bin/python -u bench/serve.py [--clients 1 4 16] [--requests 2] [--ma
 
 A real `valuetune serve` app (uvicorn on a loopback port, in this process) serves the
 embedded model with a catalog holding personal adapters of the production shape (the
-`dpo` defaults: LoRA rank 16 on q/k/v/o/gate/up/down of the top 8 layers; random
+`dpo` defaults: LoRA rank 16 on q/k/v/o/gate/up/down of the top 16 layers; random
 weights — speed does not depend on what an adapter learned). Clients send chat
 completions over HTTP; every mode asks for the same number of tokens (`max_tokens`,
 no stop string) and the holders' tokens carry no boundaries, so all modes read the same
@@ -20,8 +20,10 @@ For each number of concurrent clients, the modes run interleaved in rounds (base
 adapter, mixed, base, ...) so that machine noise hits them alike; reported per mode:
 completion tokens/s over the whole round, request latency p50/p95. The overhead is the
 adapter mode's time per completion token over the base mode's, from the same rounds.
-Then the cold path: reading and checking adapters never seen before and merging each
-(what the first request of a holder pays), p50 and max over `--cold-adapters`.
+Then the cold path, as a server meets it: the start-up thread copies the base weights the
+adapters on disk touch (once, in the background; timed on its own), then each adapter
+never seen before is read, checked and merged (what the first request of a holder
+pays), p50 and max over `--cold-adapters`.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def main() -> None:
     from valuetune.server.app import create_app
     from valuetune.server.auth import Gate
     from valuetune.server.host import ModelHost
-    from valuetune.server.lora import WeightSwitch, read_lora
+    from valuetune.server.lora import WeightSwitch, adapter_modules, read_lora
     from valuetune.settings import Settings
     from valuetune.store import Database
     from valuetune.store.apikeys import ApiKeyStore
@@ -218,18 +220,25 @@ def main() -> None:
         print(f"{clients} clients: warm adapter {warm:+.1%}, alternating adapters {mixed:+.1%}")
     server.should_exit = True
 
-    cold = []
+    # as a server starts: the adapters are on disk, the start-up thread copies the base
+    # weights they touch, then each holder's first request reads and merges its adapter
+    folders = [
+        _adapter(work / "cold" / str(i), backend, f"cold-{i}", 100 + i, args.trainable_layers)
+        for i in range(args.cold_adapters)
+    ]
     switch = WeightSwitch(backend.model)
-    for i in range(args.cold_adapters):
-        folder = _adapter(
-            work / "cold" / str(i), backend, f"cold-{i}", 100 + i, args.trainable_layers
-        )
+    started = time.perf_counter()
+    kept = switch.keep_pristine(set().union(*map(adapter_modules, folders)), threading.Lock())
+    startup = time.perf_counter() - started
+    cold = []
+    for i, folder in enumerate(folders):
         started = time.perf_counter()
         switch.activate(read_lora(folder, backend.model, f"cold-{i}"))
         cold.append(time.perf_counter() - started)
     switch.activate(None)
     cold.sort()
     print(
+        f"\nstart-up copy of {kept} modules' base weights (background): {startup * 1000:.0f} ms"
         f"\ncold adapter (read, check, merge) over {len(cold)}: "
         f"p50 {statistics.median(cold) * 1000:.0f} ms, max {cold[-1] * 1000:.0f} ms"
     )

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from valuetune.llm.base import GenerationOptions, Message  # noqa: E402
 from valuetune.llm.local import TransformersBackend  # noqa: E402
 from valuetune.server.host import ModelHost  # noqa: E402
-from valuetune.server.lora import AdapterCache, WeightSwitch, read_lora  # noqa: E402
+from valuetune.server.lora import AdapterCache, WeightSwitch, adapter_modules, read_lora  # noqa: E402
 from valuetune.token.precis import boundary_instructions, write_precis  # noqa: E402
 from valuetune.tune.artifacts import (  # noqa: E402
     ArtifactError,
@@ -126,6 +126,42 @@ def test_merging_matches_peft_and_switching_back_restores_every_bit(
     after = tiny.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # bit for bit
     assert switch.switches == 4
+
+
+def test_start_up_copies_the_base_weights_adapters_will_touch(
+    world: dict[str, Any], make_adapter: Any
+) -> None:
+    """The pristine copies are taken by `load_all` (in the server's start-up thread), so
+    a holder's first request only reads and merges its adapter."""
+    tiny, host = world["tiny"], world["host"]
+    for thread in threading.enumerate():  # the app's own start-up ran on an empty catalog
+        if thread.name == "valuetune-load":
+            thread.join()
+    token, verified = _mint(world, "progressive-activist")
+    make_adapter(world["root"] / "one", tiny, verified.jti, seed=1, layers=(1,))
+    two = make_adapter(world["root"] / "two", tiny, "someone-else", seed=2, layers=(0,))
+    (world["root"] / "broken").mkdir()
+    (world["root"] / "broken" / "adapter_model.safetensors").write_bytes(b"not safetensors")
+    before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
+    served = host.models["tiny"]
+    assert served.switch.kept == frozenset()
+
+    host.load_all()
+
+    touched = adapter_modules(world["root"] / "one") | adapter_modules(two)
+    assert touched and all(".layers.1." in n for n in adapter_modules(world["root"] / "one"))
+    assert served.switch.kept == touched
+    after = tiny.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # copying changed nothing
+    assert host.keep_pristine(served) == 0  # once only
+
+    doc = _ask(world, token, logprobs=True)
+    assert doc["valuetune"]["receipt"]["mechanism"] == "dpo"
+    assert served.switch.kept == touched  # the request made no copy of its own
+    assert adapter_modules(world["root"] / "broken") == set()
+    served.switch.activate(None)
+    after = tiny.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def _pristine(model: Any, state: dict[str, Any]) -> Any:

@@ -29,6 +29,7 @@ from valuetune.server.lora import (
     LoraWeights,
     SwitchedBackend,
     WeightSwitch,
+    adapter_modules,
     read_lora,
 )
 from valuetune.token.alias import AliasService
@@ -143,12 +144,27 @@ class ModelHost:
             return served.backend
 
     def load_all(self) -> None:
-        """Load every base model now (the server does this at start-up)."""
+        """Load every base model now, then copy the base weights the adapters on disk will
+        touch (the server does this at start-up, in a background thread)."""
         try:
             for served in self.models.values():
                 self.backend(served)
         except ValuetuneError as exc:
             self.load_error = str(exc)
+            return
+        for served in self.models.values():
+            self.keep_pristine(served)
+
+    def keep_pristine(self, served: ServedModel) -> int:
+        """Take the pristine copies of the modules `served`'s catalogued adapters touch,
+        so no holder's first request pays for them. Returns how many modules were new."""
+        if self.catalog is None or served.switch is None or served.fingerprint is None:
+            return 0
+        names: set[str] = set()
+        for entry in self.catalog.entries():
+            if entry.is_adapter and entry.base_sha256 == served.fingerprint:
+                names |= adapter_modules(entry.path)
+        return served.switch.keep_pristine(names, served.lock)
 
     def ready(self) -> bool:
         return all(m.backend is not None for m in self.models.values())

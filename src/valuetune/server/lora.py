@@ -3,10 +3,12 @@
 A served model's weights are always in one known state: the base weights, or the base
 weights with exactly one adapter's delta (`scale · B @ A`) merged in. `WeightSwitch`
 moves between states under the model's lock: it restores the modules the previous
-adapter touched from a pristine copy (taken the first time a module is touched, so the
-base weights come back bit for bit, however many switches happen) and adds the next
-adapter's delta. A warm adapter therefore costs nothing per token; a switch costs one
-small matrix product and one copy per adapted module.
+adapter touched from a pristine copy (so the base weights come back bit for bit, however
+many switches happen) and adds the next adapter's delta. The pristine copies are taken
+once: at start-up, in the background, for the modules the adapters on disk touch
+(`keep_pristine`), or else the first time a module is touched. A warm adapter therefore
+costs nothing per token; a switch costs one small matrix product and one copy per
+adapted module.
 
 Adapters are read from PEFT's format (`adapter_config.json` + `adapter_model.safetensors`)
 without building a PEFT model: reading and checking a small adapter takes milliseconds,
@@ -19,7 +21,7 @@ import json
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -111,6 +113,19 @@ def read_lora(folder: Path, model: torch.nn.Module, ident: str) -> LoraWeights:
     return LoraWeights(ident, modules)
 
 
+def adapter_modules(folder: Path) -> set[str]:
+    """The module names a PEFT LoRA adapter touches, from its file's header alone (empty
+    when the file cannot be read: `read_lora` says why when the adapter is used)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(folder / PEFT_WEIGHTS), framework="pt") as handle:
+            keys = list(handle.keys())
+    except Exception:  # a damaged adapter is reported when it is read for a request
+        return set()
+    return {m["module"] for m in map(LORA_KEY.match, keys) if m is not None}
+
+
 def _weight(model: torch.nn.Module, name: str) -> torch.Tensor | None:
     try:
         module = model.get_submodule(name)
@@ -156,6 +171,27 @@ class WeightSwitch:
                 raise
         self.active = lora
         self.switches += 1
+
+    @property
+    def kept(self) -> frozenset[str]:
+        """The modules whose base weights are held in a pristine copy."""
+        return frozenset(self._pristine)
+
+    def keep_pristine(self, names: Iterable[str], lock: threading.Lock) -> int:
+        """Copy the base weights of `names` now, so no request pays for the copy; one
+        module at a time under `lock`, so requests interleave. Returns how many were new.
+
+        A module without a pristine copy has never been touched by an adapter, so its
+        current weight is the base weight."""
+        copied = 0
+        for name in sorted(names):
+            with lock, torch.no_grad():
+                weight = _weight(self.model, name)
+                if weight is None or name in self._pristine:
+                    continue
+                self._pristine[name] = weight.detach().clone()
+                copied += 1
+        return copied
 
     def _param(self, name: str) -> torch.Tensor:
         weight: torch.Tensor = self.model.get_submodule(name).weight  # type: ignore[assignment]
