@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Install everything and run the whole test suite: ruff, mypy, and pytest against
-# SQLite and a real PostgreSQL server (Debian's package, started here when run as root).
+# SQLite and a real PostgreSQL server (Debian's package, started here when run as root),
+# and the web pages in Debian's Chromium (installed here when run as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pg_ready=0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  if ! command -v pg_ctlcluster >/dev/null; then
+  missing=()
+  command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+  export VALUETUNE_REQUIRE_BROWSER=1  # tests/browser.py: no Chromium is then a failure
   cluster=$(pg_lsclusters -h | head -n 1)
   if [ -z "$cluster" ]; then
     pg_createcluster "$(ls /usr/lib/postgresql | sort -n | tail -n 1)" main >/dev/null
@@ -24,6 +29,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   pg_ready=1
 fi
 [ "$pg_ready" = 1 ] || echo "note: not root, PostgreSQL tests run only if VALUETUNE_TEST_POSTGRES_URL is set" >&2
+[ "${VALUETUNE_REQUIRE_BROWSER:-}" = 1 ] || echo "note: not root, browser tests run only if /usr/bin/chromium exists" >&2
 
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip

@@ -25,6 +25,8 @@ from valuetune.store import Database, SurveyStore
 from valuetune.store.tokens import TokenStore
 from valuetune.token.keys import KeyRing
 
+pytest_plugins = ["browser"]  # tests/browser.py: Chromium, axe-core, screenshots
+
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
@@ -197,11 +199,34 @@ class ServerParts:
     keys: Any
     gate: Any
 
-    def app(self, host: Any, upstream: Any = None) -> Any:
+    def app(self, host: Any, upstream: Any = None, web: Any = None) -> Any:
         from valuetune.server.app import create_app
         from valuetune.settings import Settings
 
-        return create_app(Settings(home=self.home), host, self.gate, upstream)
+        return create_app(Settings(home=self.home), host, self.gate, upstream, web)
+
+    def web(self, **overrides: Any) -> Any:
+        """The web pages' services on the same database and keys (survey kept short)."""
+        from valuetune.server.web.rendering import WebServices
+        from valuetune.server.web.visitor import Signer
+        from valuetune.store.admin import AdminStore
+        from valuetune.store.demographics import DemographicsStore
+        from valuetune.store.survey import SurveyStore
+        from valuetune.values.items import load_item_bank
+        from valuetune.values.survey import SurveyConfig
+
+        parts: dict[str, Any] = {
+            "survey": SurveyStore(self.database),
+            "demographics": DemographicsStore(self.database),
+            "tokens": self.tokens,
+            "token_store": self.store,
+            "aliases": self.aliases,
+            "admin": AdminStore(self.database),
+            "signer": Signer(KeyRing.open(self.home).secret("session")),
+            "bank": load_item_bank(),
+            "survey_config": SurveyConfig(max_value_items=8, max_style_items=2),
+        }
+        return WebServices(**{**parts, **overrides})
 
 
 @pytest.fixture

@@ -52,6 +52,19 @@ def test_open_migrates_to_head(database: Database) -> None:
     assert database.revision() == head
 
 
+def test_migrations_build_exactly_the_tables_the_models_declare(database: Database) -> None:
+    """A model changed without a migration (or the reverse) shows up here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from valuetune.store.models import Base
+
+    with database.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": False})
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == []
+
+
 def test_open_twice_is_idempotent(db_url: str, store: SurveyStore) -> None:
     rid = store.create_respondent(SCHEMA)
     store.record_answer(rid, "item-a", 2)

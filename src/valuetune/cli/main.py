@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 
 from valuetune import __version__
 from valuetune.cli import (
+    admin,
     alias,
     apikey,
     db,
@@ -98,6 +99,7 @@ app.add_typer(tune.soup_app, name="soup")
 app.command("serve")(serve.serve_command)
 app.add_typer(apikey.app, name="apikey")
 app.add_typer(export.app, name="export")
+app.add_typer(admin.app, name="admin")
 
 
 def run() -> None:

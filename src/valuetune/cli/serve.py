@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from valuetune.cli.common import state
+from valuetune.cli.common import CliState, state
 from valuetune.errors import ValuetuneError
 
 if TYPE_CHECKING:
     from valuetune.llm.base import LLMBackend
+    from valuetune.server.web.rendering import WebServices
 
 EMBEDDED_NAME = "smollm2"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -63,8 +64,18 @@ def serve_command(
         envvar="VALUETUNE_UPSTREAM_KEY",
         help="API key for the upstream (better: the VALUETUNE_UPSTREAM_KEY variable).",
     ),
+    pages: bool = typer.Option(
+        True, "--web/--no-web", help="Serve the web pages (survey, results, playground, admin)."
+    ),
+    secure_cookies: bool = typer.Option(
+        False,
+        "--secure-cookies",
+        envvar="VALUETUNE_SECURE_COOKIES",
+        help="Mark cookies Secure: set this when users reach the site over HTTPS.",
+    ),
 ) -> None:
-    """Serve the OpenAI-compatible API: chat completions aligned to each request's token."""
+    """Serve the web app and the OpenAI-compatible API: chat completions aligned to each
+    request's token."""
     import uvicorn
 
     from valuetune.server.app import create_app
@@ -102,7 +113,46 @@ def serve_command(
     catalog = ArtifactCatalog([cli.settings.artifacts, *(artifacts or [])])
     model_host = ModelHost(models, cli.tokens(), cli.aliases(), catalog, cache_size=adapter_cache)
     proxy = Upstream(upstream, upstream_key) if upstream else None
-    app = create_app(cli.settings, model_host, gate, proxy)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    web = _web_services(cli, f"http://{shown}:{port}/v1", secure_cookies) if pages else None
+    app = create_app(cli.settings, model_host, gate, proxy, web)
     what = f"the models of {upstream}" if upstream else ", ".join(sorted(models))
     typer.echo(f"valuetune: serving {what} on http://{host}:{port}/v1", err=True)
+    if web is not None:
+        password = web.admin.create_first()
+        if password:
+            typer.echo(
+                "valuetune: created the dashboard administrator `admin`; its password, "
+                f"shown only now: {password}\n  (change it with `valuetune admin password`)",
+                err=True,
+            )
+        typer.echo(f"valuetune: open http://{shown}:{port}/ in a browser", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _web_services(cli: CliState, api_base: str, secure_cookies: bool) -> WebServices:
+    try:
+        from valuetune.server.web.rendering import WebServices
+    except ImportError as exc:
+        raise ValuetuneError(
+            f"the web pages need the web extra ({exc.name} is missing): "
+            "pip install 'valuetune[web]', or serve the API alone with --no-web"
+        ) from None
+    from valuetune.server.web.visitor import Signer
+    from valuetune.store.admin import AdminStore
+    from valuetune.store.demographics import DemographicsStore
+    from valuetune.values.items import load_item_bank
+
+    database = cli.database()
+    return WebServices(
+        survey=cli.store(),
+        demographics=DemographicsStore(database),
+        tokens=cli.tokens(),
+        token_store=cli.token_store(),
+        aliases=cli.aliases(),
+        admin=AdminStore(database),
+        signer=Signer(cli.key_ring().secret("session")),
+        bank=load_item_bank(),
+        secure_cookies=secure_cookies,
+        api_base=api_base,
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +27,22 @@ from valuetune.server.schema import ERROR_RESPONSES, error_body
 from valuetune.settings import Settings
 from valuetune.token.alias import RateLimitedError
 from valuetune.token.words import MAX_WORDS, MIN_WORDS, AliasFormatError
+
+SECURITY_HEADERS = {
+    # pages load scripts, styles and images from this origin only, and no one frames them
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+}
+if TYPE_CHECKING:
+    from valuetune.server.web.rendering import WebServices
 
 MAX_BODY_BYTES = 1_000_000
 """Largest request body accepted (a prompt of about 250,000 words)."""
@@ -63,12 +79,17 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 
 
 def create_app(
-    settings: Settings, host: ModelHost, gate: Gate, upstream: Upstream | None = None
+    settings: Settings,
+    host: ModelHost,
+    gate: Gate,
+    upstream: Upstream | None = None,
+    web: WebServices | None = None,
 ) -> FastAPI:
     """The API server for `host`'s models; `gate` admits requests (API keys, limits).
 
     With `upstream`, chat completions are generated there (proxy mode) and `host` only
-    verifies tokens, resolves aliases and finds each holder's artifacts."""
+    verifies tokens, resolves aliases and finds each holder's artifacts. With `web`, the
+    web pages are served at `/` beside the API."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -90,6 +111,15 @@ def create_app(
     app.state.upstream = upstream
     app.include_router(chat_router if upstream is None else proxy_router)
     app.include_router(alias_router)
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.middleware("http")
     async def limit_body(
@@ -162,4 +192,9 @@ def create_app(
             doc["error"] = host.load_error
         return JSONResponse(doc, status_code=503)
 
+    if web is not None:
+        from valuetune.server.web.app import create_web
+
+        web.host = host
+        app.mount("/", create_web(web))  # last: the API's routes match first
     return app

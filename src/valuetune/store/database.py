@@ -132,5 +132,16 @@ class Database:
         with self.guard(action), self._sessions.begin() as session:
             yield session
 
+    def scrub(self) -> bool:
+        """After an erasure: move SQLite's write-ahead log into the database file (where
+        `secure_delete` has zeroed the erased rows) and truncate the log, so no copy of
+        them is left on disk. True when the log is empty; False when another connection
+        was mid-read (the next erasure or checkpoint finishes the job). PostgreSQL: True."""
+        if not self.is_sqlite:
+            return True
+        with self.guard("checkpoint"), self.engine.connect() as conn:
+            busy, _log, _done = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        return bool(busy == 0)
+
     def dispose(self) -> None:
         self.engine.dispose()

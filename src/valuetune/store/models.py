@@ -33,6 +33,8 @@ class Respondent(Base):
     survey_config: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    excluded_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """Set when an administrator excludes the respondent from statistics and exports."""
 
     responses: Mapped[list[Response]] = relationship(
         back_populates="respondent",
@@ -144,3 +146,58 @@ class ApiKeyRecord(Base):
     per_minute: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SelfPlacement(Base):
+    """Where a respondent places themself politically (0-10 on two axes); NULL = not said."""
+
+    __tablename__ = "self_placements"
+
+    respondent_id: Mapped[str] = mapped_column(
+        ForeignKey("respondents.id", ondelete="CASCADE"), primary_key=True
+    )
+    economic: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    social: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class DemographicRecord(Base):
+    """Optional demographics, in their own table: never joined into answer exports.
+
+    Every field is a category id or NULL ("prefer not to say" and not answered alike).
+    """
+
+    __tablename__ = "demographics"
+
+    respondent_id: Mapped[str] = mapped_column(
+        ForeignKey("respondents.id", ondelete="CASCADE"), primary_key=True
+    )
+    age: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    gender: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    region: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    education: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    religion: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class AdminUser(Base):
+    """A dashboard administrator: an argon2 hash of the password, an optional TOTP secret."""
+
+    __tablename__ = "admin_users"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AdminSession(Base):
+    """A signed-in dashboard session, by SHA-256 of its cookie (never the cookie)."""
+
+    __tablename__ = "admin_sessions"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(
+        ForeignKey("admin_users.username", ondelete="CASCADE"), index=True
+    )
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -22,13 +22,16 @@ from valuetune.errors import InvalidAnswerError, NotFoundError
 from valuetune.store.database import Database
 from valuetune.store.models import (
     AliasRecord,
+    DemographicRecord,
     Respondent,
     Response,
+    SelfPlacement,
     StoredProfile,
     TokenSubject,
     utcnow,
 )
 from valuetune.values.profile import ValueProfile
+from valuetune.values.quality import TimedAnswer
 from valuetune.values.survey import Answer
 
 
@@ -54,6 +57,8 @@ class RespondentSummary:
     completed_at: datetime | None
     answers: int
     survey_config: Mapping[str, Any] | None = None
+    excluded: str | None = None
+    """Why an administrator excluded the respondent from statistics; None if included."""
 
 
 class SurveyStore:
@@ -84,7 +89,7 @@ class SurveyStore:
         assert created is not None
         config = json.loads(r.survey_config) if r.survey_config else None
         return RespondentSummary(
-            r.id, r.schema, created, _aware(r.completed_at), int(answers), config
+            r.id, r.schema, created, _aware(r.completed_at), int(answers), config, r.excluded_reason
         )
 
     def _require(self, respondent_id: str) -> None:
@@ -123,6 +128,38 @@ class SurveyStore:
                 .order_by(Response.seq)
             )
             return [Answer(r.item_id, r.value) for r in rows]
+
+    def timed_answers(self, respondent_id: str) -> list[TimedAnswer]:
+        """Answers in order with the milliseconds each took (for quality checks)."""
+        self._require(respondent_id)
+        with self.db.session("read") as s:
+            rows = s.scalars(
+                select(Response)
+                .where(Response.respondent_id == respondent_id)
+                .order_by(Response.seq)
+            )
+            return [TimedAnswer(r.item_id, r.value, r.elapsed_ms) for r in rows]
+
+    def all_timed_answers(self) -> dict[str, list[TimedAnswer]]:
+        """Every respondent's answers in order, in one query (for the dashboard)."""
+        found: dict[str, list[TimedAnswer]] = {}
+        with self.db.session("read") as s:
+            rows = s.execute(
+                select(
+                    Response.respondent_id, Response.item_id, Response.value, Response.elapsed_ms
+                ).order_by(Response.respondent_id, Response.seq)
+            )
+            for rid, item, value, elapsed in rows:
+                found.setdefault(rid, []).append(TimedAnswer(item, value, elapsed))
+        return found
+
+    def set_excluded(self, respondent_id: str, reason: str | None) -> None:
+        """Exclude a respondent from statistics and exports (`reason`), or include again."""
+        with self.db.session() as s:
+            respondent = s.get(Respondent, respondent_id)
+            if respondent is None:
+                raise NotFoundError(f"no respondent {respondent_id!r}")
+            respondent.excluded_reason = reason[:200] if reason else None
 
     def save_profile(self, respondent_id: str, profile: ValueProfile, *, complete: bool) -> None:
         with self.db.session() as s:
@@ -172,10 +209,7 @@ class SurveyStore:
                 .outerjoin(counts, counts.c.respondent_id == Respondent.id)
                 .order_by(Respondent.created_at)
             ).all()
-            return [
-                RespondentSummary(r.id, r.schema, r.created_at, r.completed_at, int(n))
-                for r, n in rows
-            ]
+            return [self._summary(r, n) for r, n in rows]
 
     def profiles(self, *, complete_only: bool = True) -> dict[str, ValueProfile]:
         """Every stored profile by respondent id (for clustering and statistics)."""
@@ -208,6 +242,7 @@ class SurveyStore:
                     .where(TokenSubject.sub.in_(subs))
                     .values(erased_at=utcnow(), respondent_id=None)
                 )
-            s.execute(delete(Response).where(Response.respondent_id == respondent_id))
-            s.execute(delete(StoredProfile).where(StoredProfile.respondent_id == respondent_id))
+            for table in (Response, StoredProfile, SelfPlacement, DemographicRecord):
+                s.execute(delete(table).where(table.respondent_id == respondent_id))
             s.execute(delete(Respondent).where(Respondent.id == respondent_id))
+        self.db.scrub()

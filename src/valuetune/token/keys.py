@@ -211,7 +211,12 @@ class KeyRing:
 
     def alias_key(self) -> bytes:
         """32 random bytes for keyed alias lookups (created on first use)."""
-        path = self.folder / "alias.key"
+        return self.secret("alias")
+
+    def secret(self, name: str) -> bytes:
+        """32 random bytes kept as `<name>.key` beside the ring (created on first use): the
+        alias lookup key, the web app's cookie-signing key."""
+        path = self.folder / f"{name}.key"
         if not path.exists():
             _write_private(path, secrets.token_bytes(32))
         return check_random_key(path.read_bytes())

@@ -1,0 +1,1 @@
+"""The web platform: survey, results and token, playground, admin (server-rendered)."""

@@ -1,0 +1,215 @@
+"""The survey in the browser: consent, one adaptive question at a time, self-placement,
+optional demographics.
+
+Each answer is stored (its own transaction) before the next question is chosen; the
+session is rebuilt from the stored answers on every request, so a reload, a back button
+or a closed tab loses nothing and never records an answer twice.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from valuetune.errors import InvalidAnswerError, NotFoundError
+from valuetune.server.web.rendering import checked_form, go, page, services, visitor
+from valuetune.values.demographics import (
+    DEMOGRAPHIC_FIELDS,
+    PLACEMENT_AXES,
+    PLACEMENT_MAX,
+    PREFER_NOT,
+)
+from valuetune.values.items import Item, ItemKind
+from valuetune.values.survey import Phase, SurveyConfig, SurveySession
+
+router = APIRouter()
+
+PHASE_TITLES = {
+    Phase.VALUES: "What matters to you",
+    Phase.STYLE: "How you like answers",
+    Phase.BOUNDARIES: "What an assistant should avoid",
+}
+
+
+def choices(item: Item) -> list[tuple[int, str]]:
+    """(answer value, label) in the order shown: a scenario's first action first."""
+    if item.kind is ItemKind.CHOICE:
+        return [(1, item.options[0].text), (0, item.options[1].text)]
+    return list(enumerate(item.labels))
+
+
+def _session(request: Request) -> SurveySession | None:
+    """The visitor's survey rebuilt from its stored answers; None if there is none."""
+    rid = visitor(request).respondent
+    if rid is None:
+        return None
+    web = services(request)
+    try:
+        summary = web.survey.respondent(rid)
+        answers = web.survey.answers(rid)
+    except NotFoundError:  # erased, or another database: start again
+        return None
+    config = (
+        SurveyConfig.from_dict(summary.survey_config)
+        if summary.survey_config
+        else web.survey_config
+    )
+    return SurveySession.replay(web.bank, answers, config)
+
+
+@router.get("/survey")
+def consent(request: Request) -> Response:
+    session = _session(request)
+    return page(request, "consent.html", started=session is not None, session=session)
+
+
+@router.post("/survey/start")
+async def start(request: Request) -> Response:
+    form = await checked_form(request)
+    if form.get("consent") != "yes":
+        return page(
+            request,
+            "consent.html",
+            status=400,
+            started=False,
+            session=None,
+            error="Please tick the box to say you agree, or leave the survey.",
+        )
+    web = services(request)
+    rid = web.survey.create_respondent(web.bank.axes.version, web.survey_config.to_dict())
+    return go(
+        request, "/survey/question", visitor(request).with_(respondent=rid, token=None, alias=None)
+    )
+
+
+def _question(
+    request: Request, session: SurveySession, item: Item, status: int = 200, error: str = ""
+) -> Response:
+    done, total = session.progress()
+    return page(
+        request,
+        "question.html",
+        status=status,
+        item=item,
+        choices=choices(item),
+        number=done + 1,
+        total=max(total, done + 1),
+        phase=PHASE_TITLES.get(session.phase, ""),
+        stamp=services(request).signer.stamp(item.id),
+        error=error,
+    )
+
+
+@router.get("/survey/question")
+def question(request: Request) -> Response:
+    session = _session(request)
+    if session is None:
+        return go(request, "/survey")
+    item = session.next_item()
+    if item is None:
+        return go(request, "/survey/placement")
+    return _question(request, session, item)
+
+
+@router.post("/survey/answer")
+async def answer(request: Request) -> Response:
+    form = await checked_form(request)
+    session = _session(request)
+    if session is None:
+        return go(request, "/survey")
+    item = session.next_item()
+    if item is None or form.get("item") != item.id:
+        return go(request, "/survey/question")  # a stale page (back button, second tab)
+    value: int | None = None
+    if "skip" not in form:
+        try:
+            value = item.check_answer(int(form.get("answer", "")))
+        except (ValueError, InvalidAnswerError):
+            return _question(
+                request, session, item, 400, "Please choose one of the answers, or skip."
+            )
+    web = services(request)
+    rid = visitor(request).respondent
+    assert rid is not None
+    elapsed = web.signer.elapsed_ms(form.get("stamp"), item.id)
+    try:
+        web.survey.record_answer(rid, item.id, value, elapsed)  # durable before moving on
+    except InvalidAnswerError:  # the same page posted twice: the first answer stands
+        return go(request, "/survey/question")
+    session.answer(item.id, value)
+    if session.complete:
+        web.survey.save_profile(rid, session.profile(), complete=True)
+        return go(request, "/survey/placement")
+    return go(request, "/survey/question")
+
+
+def _finished(request: Request) -> str | None:
+    """The respondent id once the survey is complete, else None."""
+    rid = visitor(request).respondent
+    if rid is None:
+        return None
+    try:
+        summary = services(request).survey.respondent(rid)
+    except NotFoundError:
+        return None
+    return rid if summary.completed_at is not None else None
+
+
+@router.get("/survey/placement")
+def placement(request: Request) -> Response:
+    if _finished(request) is None:
+        return go(request, "/survey/question")
+    return page(request, "placement.html", axes=PLACEMENT_AXES, scale=range(PLACEMENT_MAX + 1))
+
+
+@router.post("/survey/placement")
+async def save_placement(request: Request) -> Response:
+    form = await checked_form(request)
+    rid = _finished(request)
+    if rid is None:
+        return go(request, "/survey/question")
+    if "skip" in form:
+        form = {}
+    try:
+        services(request).demographics.save_placement(
+            rid, form.get("economic") or None, form.get("social") or None
+        )
+    except InvalidAnswerError as exc:
+        return page(
+            request,
+            "placement.html",
+            status=400,
+            axes=PLACEMENT_AXES,
+            scale=range(PLACEMENT_MAX + 1),
+            error=str(exc),
+        )
+    return go(request, "/survey/about")
+
+
+@router.get("/survey/about")
+def about(request: Request) -> Response:
+    if _finished(request) is None:
+        return go(request, "/survey/question")
+    return page(request, "about.html", fields=DEMOGRAPHIC_FIELDS, prefer_not=PREFER_NOT)
+
+
+@router.post("/survey/about")
+async def save_about(request: Request) -> Response:
+    form = await checked_form(request)
+    rid = _finished(request)
+    if rid is None:
+        return go(request, "/survey/question")
+    if "skip" not in form:
+        answers = {f.id: form.get(f.id) or None for f in DEMOGRAPHIC_FIELDS}
+        try:
+            services(request).demographics.save_demographics(rid, answers)
+        except InvalidAnswerError as exc:
+            return page(
+                request,
+                "about.html",
+                status=400,
+                fields=DEMOGRAPHIC_FIELDS,
+                prefer_not=PREFER_NOT,
+                error=str(exc),
+            )
+    return go(request, "/results")
