@@ -236,11 +236,13 @@ def main() -> None:
         switch.activate(read_lora(folder, backend.model, f"cold-{i}"))
         cold.append(time.perf_counter() - started)
     switch.activate(None)
+    in_order = " ".join(f"{t * 1000:.0f}" for t in cold)
     cold.sort()
     print(
         f"\nstart-up copy of {kept} modules' base weights (background): {startup * 1000:.0f} ms"
         f"\ncold adapter (read, check, merge) over {len(cold)}: "
-        f"p50 {statistics.median(cold) * 1000:.0f} ms, max {cold[-1] * 1000:.0f} ms"
+        f"p50 {statistics.median(cold) * 1000:.0f} ms, max {cold[-1] * 1000:.0f} ms "
+        f"(in order: {in_order} ms)"
     )
     database.dispose()
 

@@ -190,6 +190,10 @@ class WeightSwitch:
                 if weight is None or name in self._pristine:
                     continue
                 self._pristine[name] = weight.detach().clone()
+                # write the weight once, unchanged: weights loaded from safetensors are
+                # memory-mapped, and the first write to each page (the first merge) would
+                # otherwise pay for copying it in, on a request's time
+                weight.detach().copy_(self._pristine[name])
                 copied += 1
         return copied
 
