@@ -104,7 +104,7 @@ def serve_command(
         raise ValuetuneError("--model and --upstream exclude each other: the upstream generates")
     if upstream and not upstream.startswith(("http://", "https://")):
         raise ValuetuneError(f"--upstream wants an http(s) URL ending in /v1, got {upstream!r}")
-    if not models and not upstream:
+    if not models and not upstream and not pages:
         raise ValuetuneError("nothing to serve: give --model NAME=DIR or drop --no-embedded")
     gate = Gate(keys, cli.token_store(), keys_always=beyond_loopback)
     for extra in artifacts or []:
