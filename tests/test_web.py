@@ -153,7 +153,8 @@ def test_a_survey_from_consent_to_token_stores_each_answer_once(site: dict[str, 
     assert "<svg" in results and 'class="qr"' in results
     assert f"smollm2@{alias}" in results
     # the same token on a second visit (kept in the cookie, not minted again)
-    assert token in client.get("/results").text
+    again = client.get("/results")
+    assert token in again.text and again.headers["cache-control"] == "no-store"
 
 
 def test_forms_without_a_valid_csrf_token_are_refused_and_change_nothing(

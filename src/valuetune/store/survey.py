@@ -129,6 +129,20 @@ class SurveyStore:
             )
             return [Answer(r.item_id, r.value) for r in rows]
 
+    def resume(self, respondent_id: str) -> tuple[RespondentSummary, list[Answer]]:
+        """The respondent and their answers in order, in one read (each web page needs
+        both to rebuild the survey)."""
+        with self.db.session("read") as s:
+            r = s.get(Respondent, respondent_id)
+            if r is None:
+                raise NotFoundError(f"no respondent {respondent_id!r}")
+            rows = s.execute(
+                select(Response.item_id, Response.value)
+                .where(Response.respondent_id == respondent_id)
+                .order_by(Response.seq)
+            ).all()
+            return self._summary(r, len(rows)), [Answer(item, value) for item, value in rows]
+
     def timed_answers(self, respondent_id: str) -> list[TimedAnswer]:
         """Answers in order with the milliseconds each took (for quality checks)."""
         self._require(respondent_id)

@@ -60,7 +60,7 @@ def results(request: Request) -> Response:
     rid, profile = found
     who = _credentials(request, rid, profile)
     assert who.token is not None and who.alias is not None
-    return page(
+    response = page(
         request,
         "results.html",
         who=who,
@@ -74,6 +74,8 @@ def results(request: Request) -> Response:
         qr=qr_svg(who.token, "QR code of your value token"),
         api_base=services(request).api_base,
     )
+    response.headers["Cache-Control"] = "no-store"  # the page shows the token
+    return response
 
 
 @router.get("/my-data.json")

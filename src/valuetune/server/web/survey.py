@@ -45,8 +45,7 @@ def _session(request: Request) -> SurveySession | None:
         return None
     web = services(request)
     try:
-        summary = web.survey.respondent(rid)
-        answers = web.survey.answers(rid)
+        summary, answers = web.survey.resume(rid)
     except NotFoundError:  # erased, or another database: start again
         return None
     config = (
