@@ -157,6 +157,22 @@ def test_a_survey_from_consent_to_token_stores_each_answer_once(site: dict[str, 
     assert token in again.text and again.headers["cache-control"] == "no-store"
 
 
+def test_cookies_are_secure_over_https(server_parts: Any) -> None:
+    web = server_parts.web()
+    password = web.admin.create_first()
+    host = ModelHost({}, server_parts.tokens, server_parts.aliases)
+    app = server_parts.app(host, web=web)
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
+        assert "secure" in client.get("/").headers["set-cookie"].lower()
+        form = client.get("/admin/login")
+        data = {"csrf": field(form.text, "csrf"), "username": "admin", "password": password}
+        signed_in = client.post("/admin/login", data=data)
+        admin = [c for c in signed_in.headers.get_list("set-cookie") if c.startswith("vt_admin")]
+        assert admin and "secure" in admin[0].lower() and "samesite=strict" in admin[0].lower()
+    with TestClient(app) as client:  # plain http on loopback: no Secure flag to lose
+        assert "secure" not in client.get("/").headers["set-cookie"].lower()
+
+
 def test_forms_without_a_valid_csrf_token_are_refused_and_change_nothing(
     site: dict[str, Any],
 ) -> None:

@@ -167,3 +167,37 @@ def test_a_new_person_goes_from_survey_to_token_to_chat_and_can_delete_it_all(
     expect(admin.locator('[data-live="completed"]')).to_have_text("0", timeout=15_000)
     console.assert_clean()
     admin_console.assert_clean()
+
+
+def test_without_javascript_the_survey_still_works_and_long_text_stays_on_screen(
+    site: dict[str, Any], browser: Any, screenshot: Screenshot
+) -> None:
+    """Every step is a plain form; the copy buttons (JavaScript) stay hidden, the token is
+    selectable text. A very long unbroken message wraps instead of widening the page."""
+    from browser import PHONE
+
+    context = browser.new_context(**PHONE.context_options(), java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(site["url"] + "/survey")
+        page.get_by_label("I have read this and agree to take part.").check()
+        page.get_by_role("button", name="Start the survey").click()
+        shown = _answer_questions(page, site["url"])
+        page.get_by_role("button", name="Skip both").click()
+        page.get_by_role("button", name="Skip", exact=True).click()
+        assert page.url.endswith("/results")
+        assert page.locator("#token").input_value().startswith("v4.local.")
+        assert page.get_by_role("button", name="Copy token").count() == 0  # hidden
+        rid = site["web"].survey.respondents()[0].id
+        assert len(site["web"].survey.answers(rid)) == shown
+
+        page.goto(site["url"] + "/playground")
+        long = "W" * 1990
+        page.get_by_label("Your message").fill(long)
+        page.get_by_role("button", name="Ask both models").click()
+        assert page.locator("article.reply").count() == 2
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], f"the page scrolls sideways: {width}"
+        screenshot(page, "playground-long-text-phone-no-js")
+    finally:
+        context.close()

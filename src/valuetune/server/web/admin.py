@@ -22,6 +22,7 @@ from valuetune.server.web.rendering import (
     checked_form,
     go,
     page,
+    secure,
     services,
 )
 from valuetune.store.admin import AdminAuthError, SignedIn
@@ -84,7 +85,7 @@ async def login(request: Request) -> Response:
         max_age=int((session.expires_at - datetime.now(UTC)).total_seconds()),
         httponly=True,
         samesite="strict",
-        secure=web.secure_cookies,
+        secure=secure(request),
         path="/admin",
     )
     return response

@@ -5,12 +5,12 @@ only place them). Excluded respondents are left out of every figure but their co
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from valuetune.store.demographics import DemographicsStore
 from valuetune.store.survey import RespondentSummary, SurveyStore
+from valuetune.values.clusters import cluster_profiles
 from valuetune.values.cohort import (
     NOT_STATED,
     CompletionStats,
@@ -55,6 +55,15 @@ class Point:
     x: float
     y: float
     name: str = ""
+    group: int = 0
+    """The respondent's cluster (0 = the largest), for its colour."""
+
+
+@dataclass(frozen=True)
+class Group:
+    size: int
+    persona: str
+    """The exemplar persona nearest the group's centre."""
 
 
 @dataclass(frozen=True)
@@ -62,8 +71,8 @@ class MapPanel:
     points: tuple[Point, ...]
     """One per respondent (unnamed)."""
     personas: tuple[Point, ...]
-    nearest: tuple[tuple[str, int], ...]
-    """(persona name, respondents nearest to it), most first."""
+    groups: tuple[Group, ...]
+    """Clusters of respondents (k-means, k by silhouette), largest first."""
     caption: str
 
 
@@ -175,20 +184,24 @@ def _axes(profiles: list[Any], bank: ItemBank) -> tuple[AxisPanel, ...]:
 def _map(profiles: dict[str, Any]) -> MapPanel | None:
     if len(profiles) < 3:
         return None
-    personas = load_personas()
-    drawn = cluster_map(profiles, personas)
+    drawn = cluster_map(profiles, load_personas())
     if drawn.components == 0:
         return None
-    names = {p.id: p.name for p in personas}
-    counts = Counter(names.get(p.nearest_persona or "", "none") for p in drawn.points)
+    clustering = cluster_profiles(profiles)
+    group = {rid: j for j, c in enumerate(clustering.clusters) for rid in c.members}
     share = sum(drawn.explained_variance)
     return MapPanel(
-        tuple(Point(round(p.x * 100, 2), round((1 - p.y) * 100, 2)) for p in drawn.points),
+        tuple(
+            Point(round(p.x * 100, 2), round((1 - p.y) * 100, 2), group=group[p.respondent_id])
+            for p in drawn.points
+        ),
         tuple(
             Point(round(p.x * 100, 2), round((1 - p.y) * 100, 2), p.name) for p in drawn.personas
         ),
-        tuple(counts.most_common()),
-        f"The two directions in which respondents differ most ({share:.0%} of their spread).",
+        tuple(Group(len(c.members), c.nearest_persona.name) for c in clustering.clusters),
+        f"The two directions in which respondents differ most ({share:.0%} of their spread); "
+        f"colours are {clustering.k} groups found by k-means (silhouette "
+        f"{clustering.silhouette:.2f}).",
     )
 
 

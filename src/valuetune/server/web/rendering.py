@@ -43,7 +43,8 @@ class WebServices:
     bank: ItemBank
     survey_config: SurveyConfig = field(default_factory=SurveyConfig)
     secure_cookies: bool = False
-    """Mark cookies Secure (set when the site is served over HTTPS)."""
+    """Mark cookies Secure even when a request arrives over plain HTTP (behind a proxy that
+    ends TLS); requests made over HTTPS always get Secure cookies."""
     api_base: str = "http://127.0.0.1:8000/v1"
     """Shown to the token holder: where an OpenAI client should point."""
     host: ModelHost | None = None
@@ -71,6 +72,11 @@ def visitor(request: Request) -> Visitor:
     return who
 
 
+def secure(request: Request) -> bool:
+    """Whether cookies must be Secure: configured so, or the request came over HTTPS."""
+    return services(request).secure_cookies or request.url.scheme == "https"
+
+
 def remember(request: Request, response: Response, who: Visitor) -> Response:
     """Put `who` in the response's cookie (every page refreshes it)."""
     request.state.visitor = who
@@ -80,7 +86,7 @@ def remember(request: Request, response: Response, who: Visitor) -> Response:
         max_age=MAX_AGE,
         httponly=True,
         samesite="lax",
-        secure=services(request).secure_cookies,
+        secure=secure(request),
         path="/",
     )
     return response
