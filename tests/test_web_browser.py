@@ -201,3 +201,48 @@ def test_without_javascript_the_survey_still_works_and_long_text_stays_on_screen
         screenshot(page, "playground-long-text-phone-no-js")
     finally:
         context.close()
+
+
+def _take_survey_over_http(url: str, pick: int) -> None:
+    """One respondent through the real server without a browser (quicker for numbers)."""
+    import html as markup
+
+    import httpx
+
+    fields = re.compile(r'name="(csrf|item|stamp)" value="([^"]*)"')
+    with httpx.Client(base_url=url, follow_redirects=True, timeout=60) as client:
+        page = client.get("/survey").text
+        token = dict(fields.findall(page))["csrf"]
+        page = client.post("/survey/start", data={"csrf": token, "consent": "yes"}).text
+        while 'name="item"' in page:
+            form = {k: markup.unescape(v) for k, v in fields.findall(page)}
+            values = re.findall(r'name="answer" value="(\d+)"', page)
+            form["answer"] = values[(pick + len(form["item"])) % len(values)]
+            page = client.post("/survey/answer", data=form).text
+        page = client.post("/survey/placement", data={"csrf": token}).text
+        client.post("/survey/about", data={"csrf": token, "age": "25-34"})
+
+
+def test_the_dashboard_with_a_cohort_is_accessible_and_exclusion_updates_it(
+    site: dict[str, Any], new_page: NewPage, screenshot: Screenshot
+) -> None:
+    for pick in range(6):
+        _take_survey_over_http(site["url"], pick)
+    admin = new_page("desktop")
+    console = watch_console(admin)
+    admin.goto(site["url"] + "/admin/login")
+    admin.get_by_label("Password").fill(site["password"])
+    admin.get_by_role("button", name="Sign in").click()
+    assert admin.locator('[data-live="completed"]').inner_text() == "6"
+    assert admin.get_by_role("img", name=re.compile(r"^Map of 6 respondents")).count() == 1
+    assert admin.get_by_role("table", name="Groups of respondents").count() == 1
+    assert_accessible(admin)
+    screenshot(admin, "admin-cohort-desktop")
+    admin.get_by_role("button", name=re.compile(r"^Exclude")).first.click()
+    assert admin.locator('[data-live="excluded"]').inner_text() == "1"
+    assert admin.locator('[data-live="completed"]').inner_text() == "5"
+    with admin.expect_download() as download:
+        admin.get_by_role("link", name="CSV").click()
+    rows = download.value.path().read_text().splitlines()
+    assert len(rows) == 1 + 5  # a header and the five included respondents
+    console.assert_clean()
