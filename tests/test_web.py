@@ -458,3 +458,28 @@ def test_the_dashboard_counts_flags_excludes_and_exports_de_identified_rows(
         client.post(target, data={"action": "include", "csrf": field(board.text, "csrf")})
         assert client.get("/admin/stats.json").json()["excluded"] == 0
         assert client.get("/admin/export.xml").status_code == 404
+
+
+def test_answering_more_questions_narrows_the_estimate_and_replaces_the_token(
+    site: dict[str, Any],
+) -> None:
+    client, web = site["client"], site["web"]
+    page, first_round = answer_all(client, start(client), pick=3)
+    results = finish(client, page, {}, {})
+    rid = web.survey.respondents()[0].id
+    before = web.survey.profile(rid)
+    old_token, old_alias = credentials(results)
+
+    page = client.post("/survey/more", data={"csrf": field(results, "csrf")}).text
+    assert 'name="item"' in page  # more questions
+    results, second_round = answer_all(client, page, pick=3)
+    assert "Your value profile" in results  # straight back to the results
+    after = web.survey.profile(rid)
+    assert len(web.survey.answers(rid)) == first_round + second_round
+    assert sum(after.values_se) < sum(before.values_se)  # narrower intervals
+    token, alias = credentials(results)
+    assert token != old_token and alias != old_alias
+    assert web.tokens.verify(token).profile().distance(after) < 0.1
+    with pytest.raises(TokenError):
+        web.tokens.verify(old_token)
+    assert not web.aliases.resolve(old_alias, "test").found

@@ -167,6 +167,14 @@ class SurveyStore:
                 found.setdefault(rid, []).append(TimedAnswer(item, value, elapsed))
         return found
 
+    def set_config(self, respondent_id: str, survey_config: Mapping[str, Any]) -> None:
+        """Change the survey's settings (to ask more questions after it was complete)."""
+        with self.db.session() as s:
+            respondent = s.get(Respondent, respondent_id)
+            if respondent is None:
+                raise NotFoundError(f"no respondent {respondent_id!r}")
+            respondent.survey_config = canonical_json(dict(survey_config))
+
     def set_excluded(self, respondent_id: str, reason: str | None) -> None:
         """Exclude a respondent from statistics and exports (`reason`), or include again."""
         with self.db.session() as s:

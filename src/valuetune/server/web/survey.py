@@ -8,10 +8,13 @@ or a closed tab loses nothing and never records an answer twice.
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import replace
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from valuetune.errors import InvalidAnswerError, NotFoundError
+from valuetune.errors import InvalidAnswerError, NotFoundError, ValuetuneError
 from valuetune.server.web.rendering import checked_form, go, page, services, visitor
 from valuetune.values.demographics import (
     DEMOGRAPHIC_FIELDS,
@@ -23,6 +26,11 @@ from valuetune.values.items import Item, ItemKind
 from valuetune.values.survey import Phase, SurveyConfig, SurveySession
 
 router = APIRouter()
+
+MORE_VALUE_QUESTIONS = 10
+"""How many more value questions "answer more questions" allows."""
+TIGHTER = 0.8
+"""...and how much more precise each value axis must then be before the survey stops."""
 
 PHASE_TITLES = {
     Phase.VALUES: "What matters to you",
@@ -106,8 +114,14 @@ def question(request: Request) -> Response:
         return go(request, "/survey")
     item = session.next_item()
     if item is None:
-        return go(request, "/survey/placement")
+        return go(request, _after_survey(request))
     return _question(request, session, item)
+
+
+def _after_survey(request: Request) -> str:
+    """Where a finished survey goes: on to the optional questions the first time, back to
+    the results after answering more."""
+    return "/results" if _finished(request) else "/survey/placement"
 
 
 @router.post("/survey/answer")
@@ -137,9 +151,45 @@ async def answer(request: Request) -> Response:
         return go(request, "/survey/question")
     session.answer(item.id, value)
     if session.complete:
+        after = _after_survey(request)
         web.survey.save_profile(rid, session.profile(), complete=True)
-        return go(request, "/survey/placement")
+        return go(request, after)
     return go(request, "/survey/question")
+
+
+@router.post("/survey/more")
+async def more(request: Request) -> Response:
+    """Answer more questions to narrow the estimate. The token and alias made from the
+    old estimate stop working; new ones are made when the survey is complete again."""
+    await checked_form(request)
+    rid = _finished(request)
+    if rid is None:
+        return go(request, "/survey/question")
+    web, who = services(request), visitor(request)
+    summary = web.survey.respondent(rid)
+    config = (
+        SurveyConfig.from_dict(summary.survey_config)
+        if summary.survey_config
+        else web.survey_config
+    )
+    wider = replace(
+        config,
+        max_value_items=config.max_value_items + MORE_VALUE_QUESTIONS,
+        target_se=config.target_se * TIGHTER,
+    )
+    web.survey.set_config(rid, wider.to_dict())
+    retire_credentials(request)
+    return go(request, "/survey/question", who.with_(token=None, alias=None))
+
+
+def retire_credentials(request: Request) -> None:
+    """Revoke the visitor's token and delete their alias (both made from an old profile)."""
+    web, who = services(request), visitor(request)
+    if who.alias:
+        web.aliases.revoke(who.alias)
+    if who.token:
+        with contextlib.suppress(ValuetuneError):  # expired or already refused: done
+            web.token_store.revoke(web.tokens.verify(who.token).jti)
 
 
 def _finished(request: Request) -> str | None:
