@@ -120,14 +120,7 @@ class SurveyStore:
             raise InvalidAnswerError(f"item {item_id} was already answered") from None
 
     def answers(self, respondent_id: str) -> list[Answer]:
-        self._require(respondent_id)
-        with self.db.session("read") as s:
-            rows = s.scalars(
-                select(Response)
-                .where(Response.respondent_id == respondent_id)
-                .order_by(Response.seq)
-            )
-            return [Answer(r.item_id, r.value) for r in rows]
+        return self.resume(respondent_id)[1]
 
     def resume(self, respondent_id: str) -> tuple[RespondentSummary, list[Answer]]:
         """The respondent and their answers in order, in one read (each web page needs

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 
 from valuetune.errors import InvalidAnswerError, NotFoundError, ValuetuneError
 from valuetune.server.web.rendering import checked_form, go, page, services, visitor
+from valuetune.store.survey import RespondentSummary
 from valuetune.values.demographics import (
     DEMOGRAPHIC_FIELDS,
     PLACEMENT_AXES,
@@ -56,12 +57,14 @@ def _session(request: Request) -> SurveySession | None:
         summary, answers = web.survey.resume(rid)
     except NotFoundError:  # erased, or another database: start again
         return None
-    config = (
-        SurveyConfig.from_dict(summary.survey_config)
-        if summary.survey_config
-        else web.survey_config
-    )
-    return SurveySession.replay(web.bank, answers, config)
+    return SurveySession.replay(web.bank, answers, _config(request, summary))
+
+
+def _config(request: Request, summary: RespondentSummary) -> SurveyConfig:
+    """The settings this respondent's survey runs under (kept from when it started)."""
+    if summary.survey_config:
+        return SurveyConfig.from_dict(summary.survey_config)
+    return services(request).survey_config
 
 
 @router.get("/survey")
@@ -166,12 +169,7 @@ async def more(request: Request) -> Response:
     if rid is None:
         return go(request, "/survey/question")
     web, who = services(request), visitor(request)
-    summary = web.survey.respondent(rid)
-    config = (
-        SurveyConfig.from_dict(summary.survey_config)
-        if summary.survey_config
-        else web.survey_config
-    )
+    config = _config(request, web.survey.respondent(rid))
     wider = replace(
         config,
         max_value_items=config.max_value_items + MORE_VALUE_QUESTIONS,
