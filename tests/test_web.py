@@ -95,6 +95,9 @@ def test_pages_carry_security_headers_and_work_without_a_visit(site: dict[str, A
     assert client.get("/static/style.css").status_code == 200
     missing = client.get("/no-such-page")
     assert missing.status_code == 404 and "There is no such page" in missing.text
+    api_miss = client.get("/v1/no-such-endpoint")  # the API's paths still answer in JSON
+    assert api_miss.status_code == 404
+    assert api_miss.json()["error"]["type"] == "not_found_error"
     # results, placement, my data without a survey: sent to the start, no error
     assert "/survey" in str(client.get("/results").url)
     assert "/survey" in str(client.get("/my-data.json").url)

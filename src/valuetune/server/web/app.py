@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from valuetune.errors import ValuetuneError
+from valuetune.server.schema import error_body
 from valuetune.server.web import admin, playground, results, survey
 from valuetune.server.web.rendering import (
     STATIC,
@@ -27,6 +28,9 @@ from valuetune.server.web.rendering import (
 )
 
 log = logging.getLogger(__name__)
+
+API_PREFIX = "/v1/"
+"""Paths the API owns: a miss there is answered as the API would, in JSON."""
 
 
 def create_web(web: WebServices) -> FastAPI:
@@ -54,6 +58,10 @@ def create_web(web: WebServices) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith(API_PREFIX):  # an API client: an OpenAI error object
+            kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+            message = f"There is no {request.method} {request.url.path} in this API."
+            return JSONResponse(error_body(message, kind), status_code=exc.status_code)
         if exc.status_code == 404:
             return page(
                 request,
