@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 from sqlalchemy import delete, func, select
 
@@ -70,8 +71,12 @@ class AdminStore:
 
         self.db, self.clock, self.wall = db, clock, wall
         self._hasher = PasswordHasher()
-        # an unknown name is checked against this, so timing does not tell names apart
-        self._unknown = self._hasher.hash(secrets.token_urlsafe(16))
+
+    @cached_property
+    def _unknown(self) -> str:
+        """An unknown name is checked against this hash, so timing does not tell names
+        apart (made at the first sign-in, not at start-up: hashing takes a while)."""
+        return self._hasher.hash(secrets.token_urlsafe(16))
 
     def exists(self) -> bool:
         with self.db.session("read") as s:

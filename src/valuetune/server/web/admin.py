@@ -18,7 +18,6 @@ from starlette.concurrency import run_in_threadpool
 
 from valuetune.server.web.dashboard import build_dashboard, live_figures
 from valuetune.server.web.rendering import (
-    FormRejectedError,
     checked_form,
     go,
     page,
@@ -37,15 +36,6 @@ LOGIN_LIMIT = 10
 
 def signed_in(request: Request) -> SignedIn | None:
     return services(request).admin.session(request.cookies.get(ADMIN_COOKIE))
-
-
-async def admin_form(request: Request, session: SignedIn) -> dict[str, str]:
-    """The posted form, once the session's CSRF token is verified."""
-    form = await request.form()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    if fields.get("csrf") != session.csrf:
-        raise FormRejectedError
-    return fields
 
 
 def _client(request: Request) -> str:
@@ -95,7 +85,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     session = signed_in(request)
     if session is not None:
-        await admin_form(request, session)
+        await checked_form(request, session.csrf)
         services(request).admin.sign_out(request.cookies[ADMIN_COOKIE])
     response = go(request, "/admin/login")
     response.delete_cookie(ADMIN_COOKIE, path="/admin")
@@ -129,7 +119,7 @@ async def exclusion(request: Request, respondent_id: str) -> Response:
     session = signed_in(request)
     if session is None:
         return go(request, "/admin/login")
-    form = await admin_form(request, session)
+    form = await checked_form(request, session.csrf)
     reason: str | None = None
     if form.get("action") == "exclude":
         reason = (form.get("reason") or "excluded by an administrator").strip()

@@ -120,15 +120,14 @@ def _minutes(stats: CompletionStats) -> str:
     return "–" if stats.median_minutes is None else f"{stats.median_minutes:.1f} min"
 
 
-def _included(survey: SurveyStore) -> tuple[list[RespondentSummary], int]:
-    everyone = survey.respondents()
+def _included(everyone: list[RespondentSummary]) -> tuple[list[RespondentSummary], int]:
     included = [r for r in everyone if not r.excluded]
     return included, len(everyone) - len(included)
 
 
 def live_figures(survey: SurveyStore) -> dict[str, str | int]:
     """The headline figures the dashboard refreshes while open."""
-    included, excluded = _included(survey)
+    included, excluded = _included(survey.respondents())
     stats = completion_stats([(r.created_at, r.completed_at) for r in included])
     return {
         "respondents": stats.respondents,
@@ -142,7 +141,8 @@ def live_figures(survey: SurveyStore) -> dict[str, str | int]:
 def build_dashboard(
     survey: SurveyStore, demographics: DemographicsStore, bank: ItemBank
 ) -> Dashboard:
-    included, excluded = _included(survey)
+    everyone = survey.respondents()
+    included, excluded = _included(everyone)
     stats = completion_stats([(r.created_at, r.completed_at) for r in included])
     ids = {r.id for r in included if r.completed_at is not None}
     profiles = {rid: p for rid, p in survey.profiles(complete_only=True).items() if rid in ids}
@@ -152,7 +152,7 @@ def build_dashboard(
         _axes(list(profiles.values()), bank),
         _map(profiles),
         _coverage(demographics, ids),
-        _quality(survey, bank),
+        _quality(survey, everyone, bank),
     )
 
 
@@ -239,10 +239,12 @@ def _coverage(demographics: DemographicsStore, completed: set[str]) -> tuple[Cov
     return tuple(tables)
 
 
-def _quality(survey: SurveyStore, bank: ItemBank) -> tuple[QualityRow, ...]:
+def _quality(
+    survey: SurveyStore, everyone: list[RespondentSummary], bank: ItemBank
+) -> tuple[QualityRow, ...]:
     answers = survey.all_timed_answers()
     rows = []
-    for summary in survey.respondents():
+    for summary in everyone:
         report = assess_quality(bank, answers.get(summary.id, []))
         flags = tuple((str(f.flag), f.reason) for f in report.findings)
         rows.append(QualityRow(summary.id, summary.id[:8], flags, summary.excluded))

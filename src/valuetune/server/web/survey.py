@@ -47,8 +47,9 @@ def choices(item: Item) -> list[tuple[int, str]]:
     return list(enumerate(item.labels))
 
 
-def _session(request: Request) -> SurveySession | None:
-    """The visitor's survey rebuilt from its stored answers; None if there is none."""
+def _resumed(request: Request) -> tuple[RespondentSummary, SurveySession] | None:
+    """The visitor's respondent and survey, rebuilt from the stored answers in one read;
+    None if there is none."""
     rid = visitor(request).respondent
     if rid is None:
         return None
@@ -57,7 +58,7 @@ def _session(request: Request) -> SurveySession | None:
         summary, answers = web.survey.resume(rid)
     except NotFoundError:  # erased, or another database: start again
         return None
-    return SurveySession.replay(web.bank, answers, _config(request, summary))
+    return summary, SurveySession.replay(web.bank, answers, _config(request, summary))
 
 
 def _config(request: Request, summary: RespondentSummary) -> SurveyConfig:
@@ -69,8 +70,7 @@ def _config(request: Request, summary: RespondentSummary) -> SurveyConfig:
 
 @router.get("/survey")
 def consent(request: Request) -> Response:
-    session = _session(request)
-    return page(request, "consent.html", started=session is not None, session=session)
+    return page(request, "consent.html", started=_resumed(request) is not None)
 
 
 @router.post("/survey/start")
@@ -112,27 +112,29 @@ def _question(
 
 @router.get("/survey/question")
 def question(request: Request) -> Response:
-    session = _session(request)
-    if session is None:
+    resumed = _resumed(request)
+    if resumed is None:
         return go(request, "/survey")
+    summary, session = resumed
     item = session.next_item()
     if item is None:
-        return go(request, _after_survey(request))
+        return go(request, _after_survey(summary))
     return _question(request, session, item)
 
 
-def _after_survey(request: Request) -> str:
+def _after_survey(summary: RespondentSummary) -> str:
     """Where a finished survey goes: on to the optional questions the first time, back to
     the results after answering more."""
-    return "/results" if _finished(request) else "/survey/placement"
+    return "/results" if summary.completed_at is not None else "/survey/placement"
 
 
 @router.post("/survey/answer")
 async def answer(request: Request) -> Response:
     form = await checked_form(request)
-    session = _session(request)
-    if session is None:
+    resumed = _resumed(request)
+    if resumed is None:
         return go(request, "/survey")
+    summary, session = resumed
     item = session.next_item()
     if item is None or form.get("item") != item.id:
         return go(request, "/survey/question")  # a stale page (back button, second tab)
@@ -144,9 +146,7 @@ async def answer(request: Request) -> Response:
             return _question(
                 request, session, item, 400, "Please choose one of the answers, or skip."
             )
-    web = services(request)
-    rid = visitor(request).respondent
-    assert rid is not None
+    web, rid = services(request), summary.id
     elapsed = web.signer.elapsed_ms(form.get("stamp"), item.id)
     try:
         web.survey.record_answer(rid, item.id, value, elapsed)  # durable before moving on
@@ -154,7 +154,7 @@ async def answer(request: Request) -> Response:
         return go(request, "/survey/question")
     session.answer(item.id, value)
     if session.complete:
-        after = _after_survey(request)
+        after = _after_survey(summary)  # read before this completion is saved
         web.survey.save_profile(rid, session.profile(), complete=True)
         return go(request, after)
     return go(request, "/survey/question")
@@ -206,7 +206,17 @@ def _finished(request: Request) -> str | None:
 def placement(request: Request) -> Response:
     if _finished(request) is None:
         return go(request, "/survey/question")
-    return page(request, "placement.html", axes=PLACEMENT_AXES, scale=range(PLACEMENT_MAX + 1))
+    return _placement_page(request)
+
+
+def _placement_page(request: Request, status: int = 200, error: str = "") -> Response:
+    scale = range(PLACEMENT_MAX + 1)
+    return page(request, "placement.html", status, axes=PLACEMENT_AXES, scale=scale, error=error)
+
+
+def _about_page(request: Request, status: int = 200, error: str = "") -> Response:
+    fields, prefer_not = DEMOGRAPHIC_FIELDS, PREFER_NOT
+    return page(request, "about.html", status, fields=fields, prefer_not=prefer_not, error=error)
 
 
 @router.post("/survey/placement")
@@ -222,14 +232,7 @@ async def save_placement(request: Request) -> Response:
             rid, form.get("economic") or None, form.get("social") or None
         )
     except InvalidAnswerError as exc:
-        return page(
-            request,
-            "placement.html",
-            status=400,
-            axes=PLACEMENT_AXES,
-            scale=range(PLACEMENT_MAX + 1),
-            error=str(exc),
-        )
+        return _placement_page(request, 400, str(exc))
     return go(request, "/survey/about")
 
 
@@ -237,7 +240,7 @@ async def save_placement(request: Request) -> Response:
 def about(request: Request) -> Response:
     if _finished(request) is None:
         return go(request, "/survey/question")
-    return page(request, "about.html", fields=DEMOGRAPHIC_FIELDS, prefer_not=PREFER_NOT)
+    return _about_page(request)
 
 
 @router.post("/survey/about")
@@ -251,12 +254,5 @@ async def save_about(request: Request) -> Response:
         try:
             services(request).demographics.save_demographics(rid, answers)
         except InvalidAnswerError as exc:
-            return page(
-                request,
-                "about.html",
-                status=400,
-                fields=DEMOGRAPHIC_FIELDS,
-                prefer_not=PREFER_NOT,
-                error=str(exc),
-            )
+            return _about_page(request, 400, str(exc))
     return go(request, "/results")

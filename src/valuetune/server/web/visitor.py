@@ -54,22 +54,33 @@ class Signer:
     def _mac(self, purpose: str, data: bytes) -> bytes:
         return hmac.new(self.key, purpose.encode() + b"\0" + data, hashlib.sha256).digest()
 
+    def _seal(self, purpose: str, body: bytes, size: int = 32) -> str:
+        return f"{_b64(body)}.{_b64(self._mac(purpose, body)[:size])}"
+
+    def _open(self, purpose: str, sealed: str | None, size: int = 32) -> bytes | None:
+        """The body of `sealed` if this server sealed it for `purpose`, else None."""
+        if not sealed or "." not in sealed:
+            return None
+        body_text, _, mac_text = sealed.partition(".")
+        try:
+            body, mac = _unb64(body_text), _unb64(mac_text)
+        except ValueError:
+            return None
+        return body if hmac.compare_digest(mac, self._mac(purpose, body)[:size]) else None
+
     def dump(self, visitor: Visitor) -> str:
         doc = {"v": visitor.visit, "r": visitor.respondent, "t": visitor.token, "a": visitor.alias}
         body = json.dumps({k: v for k, v in doc.items() if v}, separators=(",", ":")).encode()
-        return f"{_b64(body)}.{_b64(self._mac('visit', body))}"
+        return self._seal("visit", body)
 
     def load(self, cookie: str | None) -> Visitor | None:
         """The visitor in a cookie this server signed; None for a missing or altered one."""
-        if not cookie or "." not in cookie:
+        body = self._open("visit", cookie)
+        if body is None:
             return None
-        body_text, _, mac_text = cookie.partition(".")
         try:
-            body, mac = _unb64(body_text), _unb64(mac_text)
-            if not hmac.compare_digest(mac, self._mac("visit", body)):
-                return None
             doc = json.loads(body)
-        except (ValueError, TypeError):
+        except ValueError:
             return None
         if not isinstance(doc, dict) or not isinstance(doc.get("v"), str):
             return None
@@ -90,19 +101,15 @@ class Signer:
 
     def stamp(self, item_id: str) -> str:
         """A signed note that `item_id` was shown now."""
-        body = f"{item_id}|{int(self.clock() * 1000)}".encode()
-        return f"{_b64(body)}.{_b64(self._mac('stamp', body)[:16])}"
+        return self._seal("stamp", f"{item_id}|{int(self.clock() * 1000)}".encode(), 16)
 
     def elapsed_ms(self, stamp: str | None, item_id: str) -> int | None:
         """Milliseconds since `item_id` was shown, if `stamp` is this server's for it."""
-        if not stamp or "." not in stamp:
+        body = self._open("stamp", stamp, 16)
+        if body is None:
             return None
-        body_text, _, mac_text = stamp.partition(".")
         try:
-            body, mac = _unb64(body_text), _unb64(mac_text)
             shown_item, _, shown_ms = body.decode().rpartition("|")
-            if not hmac.compare_digest(mac, self._mac("stamp", body)[:16]):
-                return None
             elapsed = int(self.clock() * 1000) - int(shown_ms)
         except (ValueError, UnicodeDecodeError):
             return None
