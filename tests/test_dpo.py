@@ -28,7 +28,12 @@ from valuetune.tune.dpo import (  # noqa: E402
     run_directory,
     train_adapter,
 )
-from valuetune.tune.fastpath import LowerLayerReplay  # noqa: E402
+from valuetune.tune.fastpath import (  # noqa: E402
+    LowerLayerReplay,
+    PromptGroupedSampler,
+    install_completion_head,
+    pack_shared_prompts,
+)
 from valuetune.tune.methods import TuneRequest  # noqa: E402
 from valuetune.tune.pairs import PreferencePair  # noqa: E402
 from valuetune.tune.scenarios import parse_bank  # noqa: E402
@@ -90,6 +95,85 @@ def test_replayed_lower_layers_give_the_same_logits(tiny: TransformersBackend) -
     assert all(type(b).__name__ != "_PassThrough" for b in replay.blocks)  # layers restored
 
 
+def _completion_batch(rows: list[tuple[list[int], list[int]]]) -> dict[str, Any]:
+    """A right-padded prompt + completion batch as TRL's collator builds it."""
+    width = max(len(p) + len(r) for p, r in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for i, (prompt, reply) in enumerate(rows):
+        n = len(prompt) + len(reply)
+        ids[i, :n] = torch.tensor(prompt + reply)
+        mask[i, :n] = 1
+        labels[i, len(prompt) : n] = ids[i, len(prompt) : n]
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def test_packed_prompts_compute_what_separate_rows_compute(
+    tiny: TransformersBackend, make_tiny_llama: Any
+) -> None:
+    # two prompts of different lengths; the first has three replies, one of them twice
+    # (a first-choice reply in two pairs), the second one reply
+    a, b = [1, 40, 41, 42, 43], [1, 50, 51]
+    rows = [(a, [7, 8, 9]), (a, [10, 11]), (b, [12, 13, 14, 15]), (a, [7, 8, 9]), (a, [16])]
+    batch = _completion_batch(rows)
+    packed = pack_shared_prompts(
+        batch["input_ids"], batch["attention_mask"], batch["labels"], torch.float32
+    )
+    assert packed is not None
+    # a row per prompt: prompt a once with its 3 distinct replies, then b with its reply
+    assert packed.input_ids.shape == (2, 5 + 3 + 2 + 1)
+    assert int(packed.rows.numel()) == int((batch["labels"][:, 1:] != -100).sum())
+
+    outputs = {}
+    for pack in (True, False):
+        model = make_tiny_llama(4)
+        model.load_state_dict(tiny.model.state_dict())
+        install_completion_head(model, pack=pack)
+        out = model(**batch, fused_lm_head=True, use_cache=False)
+        out.log_probs.sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        outputs[pack] = (out.log_probs.detach(), out.entropy, grads)
+    torch.testing.assert_close(outputs[True][0], outputs[False][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outputs[True][1], outputs[False][1], rtol=1e-5, atol=1e-5)
+    assert outputs[True][2].keys() == outputs[False][2].keys() and outputs[True][2]
+    for name, grad in outputs[True][2].items():
+        torch.testing.assert_close(grad, outputs[False][2][name], rtol=1e-4, atol=1e-6)
+    # the rows that repeat one reply get the very same log-probs
+    torch.testing.assert_close(outputs[True][0][0], outputs[True][0][3])
+
+
+def test_batches_that_are_not_prompt_plus_completion_are_not_packed() -> None:
+    batch = _completion_batch([([1, 2, 3], [4, 5]), ([1, 2, 3], [6])])
+    args = (batch["input_ids"], batch["attention_mask"])
+    no_prompt = batch["labels"].clone()
+    no_prompt[0] = batch["input_ids"][0].masked_fill(batch["attention_mask"][0] == 0, -100)
+    assert pack_shared_prompts(*args, no_prompt, torch.float32) is None
+    hole = batch["labels"].clone()
+    hole[0, 4] = -100  # a completion with a gap is not one reply
+    assert pack_shared_prompts(*args, hole, torch.float32) is None
+    left = batch["attention_mask"].flip(-1)
+    assert pack_shared_prompts(batch["input_ids"], left, batch["labels"], torch.float32) is None
+
+
+def test_grouped_order_keeps_a_prompt_together_and_repeats_per_seed_and_epoch() -> None:
+    keys = ["a", "b", "a", "c", "b", "a", "d"]
+    sampler = PromptGroupedSampler(keys, seed=3)
+    first = list(sampler)
+    assert sorted(first) == list(range(len(keys))) and len(sampler) == len(keys)
+    runs = [keys[first[0]]]
+    for index in first[1:]:
+        if keys[index] != runs[-1]:
+            runs.append(keys[index])
+    assert sorted(runs) == ["a", "b", "c", "d"]  # each prompt's rows form one run
+    assert list(PromptGroupedSampler(keys, seed=3)) == first
+    orders = set()
+    for epoch in range(6):
+        sampler.set_epoch(epoch)
+        orders.add(tuple(sampler))
+    assert len(orders) > 1  # epochs are shuffled differently
+
+
 def test_reference_pass_scores_each_reply_once_and_exactly(
     tiny: TransformersBackend, tmp_path: Path
 ) -> None:
@@ -99,7 +183,9 @@ def test_reference_pass_scores_each_reply_once_and_exactly(
     pairs += [replace(p, rejected=f"Maybe later, case {i}.") for i, p in enumerate(pairs)]
     trainer = build_trainer(tiny, [p.to_row() for p in pairs], FAST, tmp_path / "run")
     data = trainer.train_dataset
-    assert len(trainer.replay.states) == 12  # 4 chosen + 8 rejected, not 16 sequences
+    # packed: each prompt once, then 4 chosen + 8 rejected replies, not 16 sequences
+    kinds = [key[0] for key in trainer.replay.states]
+    assert kinds.count("prompt") == 4 and kinds.count("reply") == 12
     for row in data:
         for side in ("chosen", "rejected"):
             ids = torch.tensor([row["prompt_ids"] + row[f"{side}_ids"]])
@@ -158,6 +244,22 @@ def test_replay_trains_to_the_same_weights_as_the_full_forward(
     finally:
         dpo.LowerLayerReplay.replaying = original  # type: ignore[method-assign]
     a, b = _lora_weights(tmp_path / "replay"), _lora_weights(tmp_path / "full")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+def test_packing_trains_to_the_same_weights_as_separate_rows(
+    tiny: TransformersBackend, tmp_path: Path
+) -> None:
+    # first-choice pairs: the chosen reply of each scenario appears in two pairs
+    pairs = _pairs(6)
+    pairs += [replace(p, rejected=f"Maybe later, case {i}.") for i, p in enumerate(pairs)]
+    settings = replace(FAST, epochs=1)
+    train_adapter(tiny, pairs, settings, tmp_path / "packed", metadata={})
+    plain = replace(settings, pack_prompts=False)
+    train_adapter(tiny, pairs, plain, tmp_path / "plain", metadata={})
+    a, b = _lora_weights(tmp_path / "packed"), _lora_weights(tmp_path / "plain")
+    assert any(float(w.abs().max()) > 0 for k, w in a.items() if "lora_B" in k)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
 

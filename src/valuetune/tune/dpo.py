@@ -7,6 +7,10 @@ The recipe is TRL's DPO with PEFT LoRA, configured for a laptop CPU:
   it is recorded once, in the same pass that computes the reference log-probs, and
   replayed at every step (`LowerLayerReplay`). A step then runs forward and backward
   through the top layers only.
+- Shared prompts computed once: the pairs of one scenario are batched together, and the
+  rows of a batch that share a prompt run as one packed row (the prompt, then each
+  distinct reply, each attending to the prompt and itself), so a step computes the prompt
+  and the shared chosen reply once instead of once per row (`pack_shared_prompts`).
 - Reference log-probs precomputed in that pass (a fresh adapter is zero, so the
   reference is the base model), no gradient checkpointing (the sequences are ~100
   tokens), a learning rate sized for LoRA on a few hundred pairs, and the length-
@@ -53,6 +57,7 @@ from valuetune.tune.artifacts import (
 from valuetune.tune.fastpath import (
     SIDES,
     LowerLayerReplay,
+    PromptGroupedSampler,
     ReplySequence,
     install_completion_head,
     reference_logps,
@@ -90,6 +95,12 @@ class DPOSettings:
     """LoRA on the top this-many decoder layers; 0 trains every layer (no replay). On the
     embedded model 16 of 30 beat 8 for both test personas (0.667 and 0.560 held-out fit
     against 0.640 and 0.493) with perplexity unchanged (bench/README.md)."""
+    pack_prompts: bool = True
+    """Run the rows of a batch that share a prompt as one packed row (CPU path): the
+    prompt and each distinct reply computed once; exact, it changes no result."""
+    group_by_prompt: bool = True
+    """Batch the pairs of one scenario together, so packing computes their prompt and
+    shared chosen reply once per step (only the order of pairs changes)."""
     lora_r: int = 16
     lora_alpha: int = 32
     lora_targets: tuple[str, ...] = LORA_TARGETS
@@ -110,10 +121,18 @@ class TrainingCancelled(ValuetuneError):  # noqa: N818 - reads as an outcome
     exit_code = 130  # the shell's code for an interrupted command
 
 
-def _trainer_class(split: int, layers_path: str | None, completion_head: bool) -> type:
+def _trainer_class(
+    split: int,
+    layers_path: str | None,
+    completion_head: bool,
+    groups: Sequence[str] | None,
+    pack: bool = True,
+) -> type:
     """TRL's DPOTrainer whose reference pass also records the output of the layers below
     `split`, and whose training replays it (no replay when `split` is 0); with
-    `completion_head`, the LM head scores completion positions only."""
+    `completion_head`, the LM head scores completion positions only and rows that share a
+    prompt are packed; with `groups` (a key per row), rows of one group are batched
+    together."""
     from datasets import Dataset  # type: ignore[import-untyped]
     from trl import DPOTrainer  # type: ignore[attr-defined]
 
@@ -124,7 +143,7 @@ def _trainer_class(split: int, layers_path: str | None, completion_head: bool) -
             if split > 0 and self.replay is None:
                 self.replay = LowerLayerReplay(self.model, split, layers_path)
             if completion_head and not getattr(self, "_head_installed", False):
-                install_completion_head(self.model)  # after TRL patched its own head in
+                install_completion_head(self.model, pack=pack)  # after TRL patched its head
                 self._head_installed = True
             limit = getattr(self.args, "max_length", None)  # the collator keeps row starts
             rows = [
@@ -134,12 +153,17 @@ def _trainer_class(split: int, layers_path: str | None, completion_head: bool) -
                 }
                 for row in dataset
             ]
-            distinct = sorted(
-                {s for row in rows for s in row.values()}, key=lambda s: (len(s), s.ids)
-            )
+            # a prompt's replies side by side, so a batch packs the prompt once, and
+            # prompts in order of their packed length, so a batch carries little padding
+            distinct = {s for row in rows for s in row.values()}
+            packed_length: dict[tuple[int, ...], int] = {}
+            for seq in distinct:
+                packed_length[seq.prompt] = packed_length.get(seq.prompt, len(seq.prompt))
+                packed_length[seq.prompt] += len(seq.reply)
+            ordered = sorted(distinct, key=lambda s: (packed_length[s.prompt], s.prompt, s.ids))
             logps = reference_logps(
                 self.model,
-                distinct,
+                ordered,
                 batch=2 * batch_size,
                 pad_id=getattr(self.data_collator, "pad_token_id", None) or 0,
                 device=self.accelerator.device,
@@ -149,6 +173,11 @@ def _trainer_class(split: int, layers_path: str | None, completion_head: bool) -
             for side in SIDES:
                 dataset = dataset.add_column(f"ref_{side}_logps", [logps[r[side]] for r in rows])
             return dataset
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            if groups is None:
+                return super()._get_train_sampler(train_dataset)
+            return PromptGroupedSampler(groups, self.args.data_seed or self.args.seed)
 
         def train(self, *args: Any, **kwargs: Any) -> Any:
             if self.replay is None:
@@ -250,8 +279,13 @@ def build_trainer(
         dataset_num_proc=None,
         disable_tqdm=False,
     )
+    groups = [canonical_json(r["prompt"]) for r in rows] if settings.group_by_prompt else None
     trainer_class = _trainer_class(
-        split, settings.layers_path, completion_head=backend.device.type == "cpu"
+        split,
+        settings.layers_path,
+        completion_head=backend.device.type == "cpu",
+        groups=groups,
+        pack=settings.pack_prompts,
     )
     trainer = trainer_class(
         model=model,
