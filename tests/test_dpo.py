@@ -37,6 +37,7 @@ from valuetune.tune.fastpath import (  # noqa: E402
 from valuetune.tune.methods import TuneRequest  # noqa: E402
 from valuetune.tune.pairs import PreferencePair  # noqa: E402
 from valuetune.tune.scenarios import parse_bank  # noqa: E402
+from valuetune.tune.steer import decoder_layers  # noqa: E402
 from valuetune.values.axes import load_axes  # noqa: E402
 from valuetune.values.profile import ValueProfile  # noqa: E402
 
@@ -194,6 +195,39 @@ def test_reference_pass_scores_each_reply_once_and_exactly(
             per_token = torch.log_softmax(logits.float(), -1).gather(1, ids[0, 1:, None])[:, 0]
             expected = float(per_token[len(row["prompt_ids"]) - 1 :].sum())
             assert row[f"ref_{side}_logps"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_reference_free_pass_records_the_same_states_and_stops_there(
+    tiny: TransformersBackend, tmp_path: Path
+) -> None:
+    pairs = _pairs(4)
+    full = build_trainer(tiny, [p.to_row() for p in pairs], FAST, tmp_path / "full")
+    top_calls = []
+    hook = decoder_layers(tiny.model)[-1].register_forward_hook(lambda *_: top_calls.append(1))
+    try:
+        free_settings = replace(FAST, reference_free=True)
+        free = build_trainer(tiny, [p.to_row() for p in pairs], free_settings, tmp_path / "free")
+    finally:
+        hook.remove()
+    assert not top_calls  # the layers above the split never ran
+    assert free.replay.states.keys() == full.replay.states.keys()
+    for key, state in full.replay.states.items():
+        torch.testing.assert_close(free.replay.states[key], state)
+    for row in free.train_dataset:
+        assert row["ref_chosen_logps"] == 0.0 and row["ref_rejected_logps"] == 0.0
+    every_layer = replace(free_settings, trainable_layers=0)  # nothing to record, no pass
+    trainer = build_trainer(tiny, [p.to_row() for p in pairs], every_layer, tmp_path / "all")
+    assert trainer.replay is None and trainer.train_dataset[0]["ref_chosen_logps"] == 0.0
+
+
+def test_reference_free_training_moves_the_model_toward_the_chosen_replies(
+    tiny: TransformersBackend, tmp_path: Path
+) -> None:
+    pairs = _pairs()
+    before = preference_margin(tiny, pairs)
+    settings = replace(FAST, reference_free=True)
+    train_adapter(tiny, pairs, settings, tmp_path / "a", metadata={})
+    assert preference_margin(load_adapter(tiny, tmp_path / "a"), pairs) > before + 0.05
 
 
 def test_training_moves_the_model_toward_the_chosen_replies(

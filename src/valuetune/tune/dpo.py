@@ -88,6 +88,10 @@ class DPOSettings:
     loss push log-probs down without bound and multiplied perplexity by 10^14."""
     loss_type: str = "sigmoid_norm"
     """TRL loss; `sigmoid_norm` is DPO on length-normalised log-ratios."""
+    reference_free: bool = False
+    """Compare the replies' length-normalised log-probs directly (reference log-probs 0,
+    as SimPO does): the reference pass then only records the frozen layers' output and
+    stops there, and training asks what persona fit measures, the model's own ranking."""
     sft_weight: float = 0.5
     """Weight of TRL's `sft` loss (likelihood of the chosen reply) added to the DPO loss;
     it keeps the model's language intact (perplexity change -4% instead of +85%)."""
@@ -127,12 +131,14 @@ def _trainer_class(
     completion_head: bool,
     groups: Sequence[str] | None,
     pack: bool = True,
+    reference_free: bool = False,
 ) -> type:
     """TRL's DPOTrainer whose reference pass also records the output of the layers below
     `split`, and whose training replays it (no replay when `split` is 0); with
     `completion_head`, the LM head scores completion positions only and rows that share a
     prompt are packed; with `groups` (a key per row), rows of one group are batched
-    together."""
+    together; with `reference_free`, every reference log-prob is 0 and the reference pass
+    only records."""
     from datasets import Dataset  # type: ignore[import-untyped]
     from trl import DPOTrainer  # type: ignore[attr-defined]
 
@@ -161,15 +167,21 @@ def _trainer_class(
                 packed_length[seq.prompt] = packed_length.get(seq.prompt, len(seq.prompt))
                 packed_length[seq.prompt] += len(seq.reply)
             ordered = sorted(distinct, key=lambda s: (packed_length[s.prompt], s.prompt, s.ids))
-            logps = reference_logps(
-                self.model,
-                ordered,
-                batch=2 * batch_size,
-                pad_id=getattr(self.data_collator, "pad_token_id", None) or 0,
-                device=self.accelerator.device,
-                context=self.replay.recording() if self.replay else nullcontext(),
-                autocast=self.accelerator.autocast(),
-            )
+            if reference_free and self.replay is None:  # nothing to record either
+                logps = dict.fromkeys(ordered, 0.0)
+            else:
+                logps = reference_logps(
+                    self.model,
+                    ordered,
+                    batch=2 * batch_size,
+                    pad_id=getattr(self.data_collator, "pad_token_id", None) or 0,
+                    device=self.accelerator.device,
+                    context=self.replay.recording(stop=reference_free)
+                    if self.replay
+                    else nullcontext(),
+                    autocast=self.accelerator.autocast(),
+                    score=not reference_free,
+                )
             for side in SIDES:
                 dataset = dataset.add_column(f"ref_{side}_logps", [logps[r[side]] for r in rows])
             return dataset
@@ -286,6 +298,7 @@ def build_trainer(
         completion_head=backend.device.type == "cpu",
         groups=groups,
         pack=settings.pack_prompts,
+        reference_free=settings.reference_free,
     )
     trainer = trainer_class(
         model=model,

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from types import MethodType
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from valuetune.llm.base import BackendError
-from valuetune.tune.steer import decoder_layers, decoder_layers_parent
+from valuetune.tune.steer import StopForward, decoder_layers, decoder_layers_parent
 
 PACKED_SEGMENTS = "_valuetune_packed_segments"
 """Attribute set on the model while a packed batch runs: the `Segment`s of its rows."""
@@ -60,6 +60,7 @@ class LowerLayerReplay:
         self.parent = decoder_layers_parent(model, layers_path)
         self.states: dict[tuple[Any, ...], torch.Tensor] = {}
         self._segments: list[Segment] = []
+        self._stop = False
 
     def _note_rows(self, _m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         packed = getattr(self.model, PACKED_SEGMENTS, None)
@@ -83,6 +84,8 @@ class LowerLayerReplay:
         assert hidden is not None
         for seg in self._segments:
             self.states.setdefault(seg.key, hidden[seg.row, seg.start : seg.end].detach().clone())
+        if self._stop:
+            raise StopForward
 
     def _load(self, _m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         hidden = kwargs.get("hidden_states", args[0] if args else None)
@@ -97,7 +100,10 @@ class LowerLayerReplay:
         return (replayed, *args[1:]), kwargs
 
     @contextmanager
-    def recording(self) -> Iterator[None]:
+    def recording(self, *, stop: bool = False) -> Iterator[None]:
+        """Record while inside; with `stop`, each forward pass ends once recorded (raising
+        `StopForward` to its caller), so the layers from `split` up never run."""
+        self._stop = stop
         handles = [
             self.parent.register_forward_pre_hook(self._note_rows, with_kwargs=True),
             self.blocks[self.split].register_forward_pre_hook(self._store, with_kwargs=True),
@@ -353,13 +359,15 @@ def reference_logps(
     device: torch.device,
     context: Any,
     autocast: Any,
+    score: bool = True,
 ) -> dict[ReplySequence, float]:
     """Summed log-probs of each sequence's reply under the base model, each sequence once.
 
     A reply that appears in several pairs (the first-choice reply does) is scored once,
-    and sequences go in length order so batches carry little padding. A fresh adapter is
-    zero, so with it disabled the model is the reference. `context` wraps the pass (the
-    layer replay records here).
+    in the caller's order (batches of one prompt pack it once). A fresh adapter is zero,
+    so with it disabled the model is the reference. `context` wraps the pass (the layer
+    replay records here). Without `score` the pass only feeds `context` (a recording that
+    stops the forward early) and every value is 0.0: a reference-free loss.
     """
     from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
@@ -377,13 +385,14 @@ def reference_logps(
                 ids[i, : len(seq)] = torch.tensor(seq.ids)
                 mask[i, : len(seq)] = 1
                 labels[i, seq.prompt_length : len(seq)] = ids[i, seq.prompt_length : len(seq)]
-            result = model(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                labels=labels.to(device),
-                fused_lm_head=True,
-                use_cache=False,
-            )
-            for seq, value in zip(chunk, result.log_probs.sum(dim=1).float().tolist(), strict=True):
-                out[seq] = value
+            with suppress(StopForward):
+                result = model(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    labels=labels.to(device),
+                    fused_lm_head=True,
+                    use_cache=False,
+                )
+            values = result.log_probs.sum(dim=1).float().tolist() if score else [0.0] * len(chunk)
+            out.update(zip(chunk, values, strict=True))
     return out

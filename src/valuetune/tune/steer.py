@@ -131,7 +131,7 @@ def contrast_pairs(
     return [(p, h, lo) for _, _, p, h, lo in found[:limit]]
 
 
-class _StopForwardSignal(Exception):  # noqa: N818 - a control-flow signal, not an error
+class StopForward(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised by a hook once the deepest needed layer has run: later layers are skipped."""
 
 
@@ -155,7 +155,7 @@ def reply_activations(
         def hook(_m: Any, _i: Any, output: Any) -> None:
             captured[index] = output[0] if isinstance(output, tuple) else output
             if index == max(layers):
-                raise _StopForwardSignal
+                raise StopForward
 
         return hook
 
@@ -172,7 +172,7 @@ def reply_activations(
                 ids[i, : len(p) + len(c)] = torch.tensor(p + c)
                 mask[i, : len(p) + len(c)] = 1
             captured.clear()
-            with suppress(_StopForwardSignal):
+            with suppress(StopForward):
                 backend.model(
                     input_ids=ids.to(backend.device), attention_mask=mask.to(backend.device)
                 )
