@@ -34,7 +34,6 @@ def measure(home: Path, persona: str, layers: int, steps: int, packed: bool) -> 
     from valuetune.llm.local import TransformersBackend
     from valuetune.tune.dpo import DPOSettings, build_trainer
     from valuetune.tune.fastpath import pack_shared_prompts
-    from valuetune.tune.pairs import build_pairs
     from valuetune.tune.scenarios import load_scenario_bank
     from valuetune.values.personas import get_persona
 
@@ -42,12 +41,8 @@ def measure(home: Path, persona: str, layers: int, steps: int, packed: bool) -> 
     settings = DPOSettings(trainable_layers=layers)
     if not packed:
         settings = replace(settings, pack_prompts=False, group_by_prompt=False)
-    pairs = build_pairs(
-        get_persona(persona).profile,
-        load_scenario_bank().split("train"),
-        margin=settings.margin,
-        limit=settings.pairs,
-        first_choice_only=settings.first_choice_only,
+    pairs = settings.training_pairs(
+        get_persona(persona).profile, load_scenario_bank().split("train")
     )
     rows = [p.to_row() for p in pairs]
     run_dir = Path(tempfile.mkdtemp(prefix="vt-bench-fastpath-"))

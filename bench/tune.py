@@ -36,17 +36,11 @@ PERSONA = "progressive-activist"
 
 def _pairs(persona: str, n: int) -> list[Any]:
     from valuetune.tune.dpo import DPOSettings
-    from valuetune.tune.pairs import build_pairs
     from valuetune.tune.scenarios import load_scenario_bank
     from valuetune.values.personas import get_persona
 
-    settings = DPOSettings(pairs=n)
-    return build_pairs(
-        get_persona(persona).profile,
-        load_scenario_bank().split("train"),
-        margin=settings.margin,
-        limit=settings.pairs,
-        first_choice_only=settings.first_choice_only,
+    return DPOSettings(pairs=n).training_pairs(
+        get_persona(persona).profile, load_scenario_bank().split("train")
     )
 
 

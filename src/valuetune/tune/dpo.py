@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext, redirect_stdout
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -65,6 +65,10 @@ from valuetune.tune.fastpath import (
 from valuetune.tune.methods import AlignmentMethod, TuneRequest
 from valuetune.tune.pairs import PreferencePair, build_pairs, pairs_jsonl
 from valuetune.tune.steer import decoder_layers, decoder_layers_path
+
+if TYPE_CHECKING:
+    from valuetune.tune.scenarios import Scenario
+    from valuetune.values.profile import ValueProfile
 
 ADAPTER_KIND = "alignment/dpo"
 RUN_FILE = "valuetune-run.json"
@@ -117,6 +121,18 @@ class DPOSettings:
     seed: int = 0
     layers_path: str | None = None
     """Attribute path of the decoder layers when `LAYER_PATHS` does not find them."""
+
+    def training_pairs(
+        self, profile: ValueProfile, scenarios: Sequence[Scenario]
+    ) -> list[PreferencePair]:
+        """The pairs this recipe trains on for `profile`, from training `scenarios`."""
+        return build_pairs(
+            profile,
+            scenarios,
+            margin=self.margin,
+            limit=self.pairs,
+            first_choice_only=self.first_choice_only,
+        )
 
 
 class TrainingCancelled(ValuetuneError):  # noqa: N818 - reads as an outcome
@@ -451,13 +467,7 @@ class DPOMethod(AlignmentMethod):
         settings = self.settings
         if "time_budget_s" in request.settings:
             settings = replace(settings, time_budget_s=request.settings["time_budget_s"])
-        pairs = build_pairs(
-            request.profile,
-            request.bank.split("train"),
-            margin=settings.margin,
-            limit=settings.pairs,
-            first_choice_only=settings.first_choice_only,
-        )
+        pairs = settings.training_pairs(request.profile, request.bank.split("train"))
         if not pairs:
             raise ValuetuneError("no training scenario separates this profile's preferences")
         return train_adapter(

@@ -111,6 +111,7 @@ class LowerLayerReplay:
         try:
             yield
         finally:
+            self._stop = False
             for handle in handles:
                 handle.remove()
 

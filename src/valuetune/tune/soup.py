@@ -56,7 +56,6 @@ from valuetune.tune.dpo import (
     train_adapter,
 )
 from valuetune.tune.methods import AlignmentMethod, TuneRequest
-from valuetune.tune.pairs import build_pairs
 from valuetune.tune.scenarios import ScenarioBank
 from valuetune.values.axes import load_axes
 from valuetune.values.personas import Persona
@@ -138,13 +137,7 @@ def build_library(
         if progress:
             progress(name, i, len(plan))
         if not (target / METADATA).is_file():
-            pairs = build_pairs(
-                profile,
-                train,
-                margin=settings.margin,
-                limit=settings.pairs,
-                first_choice_only=settings.first_choice_only,
-            )
+            pairs = settings.training_pairs(profile, train)
             if not pairs:
                 raise ValuetuneError(f"no training scenario separates the preferences of {name}")
             train_adapter(
