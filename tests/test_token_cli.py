@@ -201,6 +201,34 @@ def test_revoked_tokens_are_refused(profile_file: Path) -> None:
     ok(["token", "verify", kept["token"]])
 
 
+def test_ids_that_would_start_with_a_dash_are_drawn_again(
+    profile_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A jti is typed as an argument; one starting with "-" would read as an option.
+
+    CI once drew such a jti (one in 64 do) and `token revoke JTI` failed with "No such
+    option". Every draw below starts with "-" once before a usable one comes.
+    """
+    import secrets
+
+    draw = secrets.token_urlsafe
+    dashed: list[str] = []
+
+    def dash_first(nbytes: int) -> str:
+        if len(dashed) % 2 == 0:
+            dashed.append("-" + draw(nbytes)[1:])
+            return dashed[-1]
+        dashed.append(draw(nbytes))
+        return dashed[-1]
+
+    monkeypatch.setattr(secrets, "token_urlsafe", dash_first)
+    minted = mint(profile_file)
+    assert dashed[0].startswith("-") and minted["jti"] in dashed[1:]
+    assert not minted["jti"].startswith("-") and not minted["sub"].startswith("-")
+    assert ok_json(["token", "revoke", minted["jti"]])["jti"] == minted["jti"]
+    refused(invoke(["token", "verify", minted["token"]]), TokenProblem.REVOKED)
+
+
 def test_revoking_an_unknown_jti(minted: dict[str, Any]) -> None:
     clean_failure(invoke(["token", "revoke", "no-such-jti"]), "no-such-jti")
 

@@ -104,9 +104,20 @@ class VerifiedToken:
         return profile_from_claims(self.claims)
 
 
+def random_id(nbytes: int) -> str:
+    """`nbytes` random bytes, base64url, never starting with "-".
+
+    Ids are typed or pasted as command-line arguments (`token revoke JTI`), where a
+    leading "-" reads as an option; one id in 64 would otherwise start with one.
+    """
+    while (ident := secrets.token_urlsafe(nbytes)).startswith("-"):
+        pass
+    return ident
+
+
 def new_subject() -> str:
     """A random pseudonym (96 bits) that stands for a person in tokens."""
-    return secrets.token_urlsafe(12)
+    return random_id(12)
 
 
 class TokenService:
@@ -138,7 +149,7 @@ class TokenService:
             expires = min(expires, until) if ttl else until
         if expires <= now:
             raise TokenError(TokenProblem.EXPIRED, "nothing left of the original's lifetime")
-        jti = secrets.token_urlsafe(16)
+        jti = random_id(16)
         claims = {
             "iss": self.issuer,
             "sub": sub,
