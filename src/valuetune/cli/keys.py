@@ -61,7 +61,9 @@ def rotate(
 @app.command("retire")
 def retire(
     ctx: typer.Context,
-    kid: str = typer.Argument(..., help="Key id (full PASERK id or the footer id)."),
+    kid: str = typer.Argument(
+        ..., help="Key id: the full PASERK id, or the footer id (after --, if it starts with -)."
+    ),
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
 ) -> None:
     """Remove a previous key (e.g. one that leaked): its tokens are refused from now on."""
