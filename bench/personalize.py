@@ -3,11 +3,16 @@
 Run:  .venv/bin/python bench/personalize.py [--personas progressive-activist national-conservative]
       [--methods precis steer soup dpo] [--dpo-settings '{"pairs": 256}'] [--home DIR]
       [--library DIR]   (soup: a library built by `valuetune soup build`)
+      [--train-scenarios N]   (train on N of the training scenarios: a learning curve)
 
 For each persona: the base model's fit on the held-out scenarios, each method's fit, gain,
 95% CI and perplexity change, build time; and, between the first two personas, how often
 their personalized models choose differently on the held-out scenarios where the two
 profiles disagree. Uses the embedded model (converted once under --home).
+
+With --train-scenarios N, methods see only N training scenarios: the first N of one fixed
+random order, so smaller sets are nested in larger ones. The held-out scenarios are the
+same whatever N is.
 """
 
 from __future__ import annotations
@@ -17,15 +22,18 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from valuetune.evaluate.report import evaluate_method
 from valuetune.llm.local import TransformersBackend
 from valuetune.tune.dpo import DPOMethod, DPOSettings
 from valuetune.tune.methods import AlignmentMethod, TuneRequest
 from valuetune.tune.precis import PrecisMethod
-from valuetune.tune.scenarios import load_scenario_bank
+from valuetune.tune.scenarios import ScenarioBank, load_scenario_bank
 from valuetune.tune.soup import SoupMethod
 from valuetune.tune.steer import SteerMethod
 from valuetune.values.personas import get_persona
@@ -36,6 +44,18 @@ METHODS: dict[str, AlignmentMethod] = {
     "soup": SoupMethod(),
     "dpo": DPOMethod(),
 }
+
+
+def fewer_training_scenarios(bank: ScenarioBank, n: int) -> ScenarioBank:
+    """`bank` with only the first `n` training scenarios of one fixed random order."""
+    train = bank.split("train")
+    if not 0 < n <= len(train):
+        raise SystemExit(f"--train-scenarios must be 1-{len(train)}")
+    order = np.random.default_rng(0).permutation(len(train))
+    kept = {train[i].id for i in order[:n]}
+    return replace(
+        bank, scenarios=tuple(s for s in bank.scenarios if s.split != "train" or s.id in kept)
+    )
 
 
 def main() -> None:
@@ -49,14 +69,20 @@ def main() -> None:
     )
     parser.add_argument("--home", type=Path, default=Path(tempfile.gettempdir()) / "vt-bench-home")
     parser.add_argument("--library", type=Path, help="soup library (default: under --home)")
+    parser.add_argument("--train-scenarios", type=int, help="train on this many scenarios")
     args = parser.parse_args()
     METHODS["soup"] = SoupMethod(args.home)
     METHODS["dpo"] = DPOMethod(DPOSettings(**args.dpo_settings))
     backend = TransformersBackend.embedded(args.home)
     bank = load_scenario_bank()
+    if args.train_scenarios is not None:
+        bank = fewer_training_scenarios(bank, args.train_scenarios)
     heldout = bank.split("heldout")
     work = Path(tempfile.mkdtemp(prefix="vt-bench-"))
-    print(f"{len(heldout)} held-out scenarios; model {backend.model_id}\n")
+    print(
+        f"{len(heldout)} held-out scenarios, {len(bank.split('train'))} training scenarios; "
+        f"model {backend.model_id}\n"
+    )
     print(
         "| persona | method | fit | 95% CI | base fit | gain | rank corr | ppl change | build s |"
     )

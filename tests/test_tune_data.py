@@ -222,3 +222,25 @@ def test_precis_method_builds_an_artifact_and_prefixes_the_system_message(
     assert aligned.perplexity(["x"]) == 10.0
     assert isinstance(aligned, PrecisBackend)
     assert with_system([], "x") == [Message("system", "x")]
+
+
+def test_covering_scenarios_spends_a_limit_on_as_many_scenarios_as_it_can(
+    bank: ScenarioBank,
+) -> None:
+    profile = _profile(care=2.0, economic=1.0, religiosity=1.0, liberty=1.0)
+    train = bank.split("train")
+    every = build_pairs(profile, train, max_share=1.0)
+    eligible = {p.scenario_id for p in every}
+    limit = len(eligible) + 2
+    assert limit < len(every)  # some scenarios have several pairs: the limit must choose
+    plain = build_pairs(profile, train, max_share=1.0, limit=limit)
+    covering = build_pairs(profile, train, max_share=1.0, limit=limit, cover_scenarios=True)
+    assert {p.scenario_id for p in covering} == eligible
+    assert len({p.scenario_id for p in plain}) < len(eligible)
+    # each scenario's pair is its strongest; the two left over are the strongest seconds
+    strongest = {s: max(p.margin for p in every if p.scenario_id == s) for s in eligible}
+    firsts = covering[: len(eligible)]
+    assert all(p.margin == strongest[p.scenario_id] for p in firsts)
+    assert [p.margin for p in firsts] == sorted((p.margin for p in firsts), reverse=True)
+    seconds = sorted((p for p in every if p not in firsts), key=lambda p: -p.margin)
+    assert covering[len(eligible) :] == seconds[:2]

@@ -83,6 +83,8 @@ class DPOSettings:
     """Smallest utility gap between chosen and rejected reply."""
     first_choice_only: bool = True
     """Pair only the profile's first-ranked reply against worse ones."""
+    cover_scenarios: bool = False
+    """Spend `pairs` on as many scenarios as possible: each one's strongest pair first."""
     epochs: float = 2.0
     learning_rate: float = 1e-3
     batch_size: int = 8
@@ -132,6 +134,7 @@ class DPOSettings:
             margin=self.margin,
             limit=self.pairs,
             first_choice_only=self.first_choice_only,
+            cover_scenarios=self.cover_scenarios,
         )
 
 

@@ -65,11 +65,15 @@ def build_pairs(
     max_share: float = 0.2,
     limit: int | None = None,
     first_choice_only: bool = False,
+    cover_scenarios: bool = False,
 ) -> list[PreferencePair]:
     """Preference pairs for `profile`, strongest first, balanced across axes.
 
     With `first_choice_only`, the chosen reply is always the one the profile ranks first
     (the reply persona fit asks the model to pick), paired with each clearly worse one.
+    With `cover_scenarios`, each scenario's strongest pair comes before any scenario's
+    second: a `limit` spends itself on as many scenarios as it can, not on the few with
+    the widest gaps.
     """
     candidates: list[PreferencePair] = []
     for scenario in scenarios:
@@ -93,6 +97,14 @@ def build_pairs(
                     )
                 )
     candidates.sort(key=lambda p: (-p.margin, p.scenario_id, p.chosen))
+    if cover_scenarios:  # each scenario's strongest pair, then the rest, each by margin
+        strongest: list[PreferencePair] = []
+        rest: list[PreferencePair] = []
+        covered: set[str] = set()
+        for pair in candidates:
+            (rest if pair.scenario_id in covered else strongest).append(pair)
+            covered.add(pair.scenario_id)
+        candidates = strongest + rest
     target = len(candidates) if limit is None else min(limit, len(candidates))
     cap = max(1, int(max_share * target + 0.999))
     per_axis: dict[str, int] = defaultdict(int)
