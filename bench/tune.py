@@ -153,9 +153,10 @@ def main() -> None:
     budget = args.cap_ratio * ours["train_seconds"]
     default = spawn("trl-default", args.home, args.persona, args.pairs, budget)
     print(
-        "| recipe | pairs | epochs run | train s | s per pair-epoch | peak RSS MB | fit | 95% CI |"
+        "| recipe | pairs | epochs run | train s | s per pair-epoch | peak RSS MB | fit | 95% CI "
+        "| ppl change |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in (ours, default):
         print(
             f"| {row['recipe']} | {row['pairs']} | {row['epochs']} | {row['train_seconds']} | "
