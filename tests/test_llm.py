@@ -64,6 +64,42 @@ def test_batched_scores_equal_unpadded_reference(tiny: TransformersBackend) -> N
     assert tiny.score(CHAT, []) == []
 
 
+class _NoLogitsToKeep(torch.nn.Module):
+    """A causal LM whose forward predates `logits_to_keep` (older architectures)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.inner = inner
+        self.config, self.generation_config = inner.config, inner.generation_config
+
+    def forward(
+        self,
+        input_ids: Any,
+        attention_mask: Any = None,
+        use_cache: bool | None = None,
+        past_key_values: Any = None,
+    ) -> Any:
+        return self.inner(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            use_cache=use_cache,
+            past_key_values=past_key_values,
+        )
+
+
+def test_models_without_logits_to_keep_score_and_generate_alike(
+    tiny: TransformersBackend,
+) -> None:
+    assert tiny._last_logits_only == {"logits_to_keep": 1}  # the prompt's LM head is skipped
+    older = TransformersBackend(_NoLogitsToKeep(tiny.model), tiny.tokenizer, model_id="older")
+    assert older._last_logits_only == {}
+    for a, b in zip(older.score(CHAT, REPLIES), tiny.score(CHAT, REPLIES), strict=True):
+        assert a.tokens == b.tokens
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+    options = GenerationOptions(max_new_tokens=8)
+    assert older.generate(CHAT, options).text == tiny.generate(CHAT, options).text
+
+
 def test_generation_is_deterministic_and_respects_limits(tiny: TransformersBackend) -> None:
     options = GenerationOptions(max_new_tokens=12)
     first, second = tiny.generate(CHAT, options), tiny.generate(CHAT, options)

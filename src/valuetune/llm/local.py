@@ -99,6 +99,13 @@ class TransformersBackend(LLMBackend):
         return "cache" if "cache" in params else "past_key_values"
 
     @property
+    def _last_logits_only(self) -> dict[str, int]:
+        """Ask for the last position's logits only, where the model supports it: the LM
+        head over a whole prompt costs as much as a few decoder layers."""
+        params = inspect.signature(self.model.forward).parameters
+        return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+    @property
     def device(self) -> torch.device:
         return torch.device(next(self.model.parameters()).device)
 
@@ -147,7 +154,11 @@ class TransformersBackend(LLMBackend):
         for i, cont in enumerate(conts):
             ids[i, : len(cont)] = torch.tensor(cont)
             mask[i, len(prompt) : len(prompt) + len(cont)] = 1
-        head = self.model(input_ids=torch.tensor([prompt], device=self.device), use_cache=True)
+        head = self.model(
+            input_ids=torch.tensor([prompt], device=self.device),
+            use_cache=True,
+            **self._last_logits_only,
+        )
         cache = head.past_key_values
         cache.batch_repeat_interleave(len(conts))
         tail = self.model(
@@ -233,13 +244,14 @@ class TransformersBackend(LLMBackend):
             rng.seed()
         stop_ids, hold = self._stop_ids(), max((len(s) for s in options.stop), default=1) - 1
         ids, cache = torch.tensor([prompt], device=self.device), None
+        last_only = self._last_logits_only
         new: list[int] = []
         released, pending = 0, []
         text = ""
         finish: Literal["stop", "length"] = "length"
         for _ in range(options.max_new_tokens):
             extra: dict[str, Any] = {self._cache_argument: cache} if cache is not None else {}
-            out = self.model(input_ids=ids, use_cache=True, **extra)
+            out = self.model(input_ids=ids, use_cache=True, **extra, **last_only)
             cache = out.past_key_values
             logits = out.logits[0, -1].float()
             token = _pick(logits, options, rng)
