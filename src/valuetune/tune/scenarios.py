@@ -29,7 +29,21 @@ from valuetune.values.profile import ValueProfile
 HELDOUT_FRACTION = 0.2
 STYLE_WEIGHT = 0.5
 """Style matters less than values when ranking replies; a full style match is worth half."""
-SCENARIO_FILES = ("work_family.json", "health_friends.json", "civic_faith.json", "world_tech.json")
+SCENARIO_FILES = (
+    "work_family.json",
+    "health_friends.json",
+    "civic_faith.json",
+    "world_tech.json",
+    "money_work.json",
+    "family_school.json",
+    "wellbeing_friends.json",
+    "love_online.json",
+    "neighbours_citizens.json",
+    "belief_justice.json",
+    "earth_machines.json",
+    "travel_shopping.json",
+)
+"""The built-in bank: the first 320 scenarios, then the 2026-11-29 additions by domain pair."""
 Split = Literal["train", "heldout"]
 
 
