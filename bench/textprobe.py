@@ -27,6 +27,14 @@ PERSONAS = ("progressive-activist", "national-conservative")
 STRENGTHS = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
+def ridge(a: np.ndarray, y: np.ndarray, strength: float) -> np.ndarray:
+    """Ridge weights; in the dual form when there are more features than rows (TF-IDF over
+    the grown bank has tens of thousands), which gives the same weights."""
+    if a.shape[1] <= a.shape[0]:
+        return np.linalg.solve(a.T @ a + strength * np.eye(a.shape[1]), a.T @ y)
+    return a.T @ np.linalg.solve(a @ a.T + strength * np.eye(a.shape[0]), y)
+
+
 def main() -> None:
     bank = load_scenario_bank()
     scenarios = [s for s in bank.split("train") + bank.split("heldout") if s.annotated]
@@ -62,8 +70,7 @@ def main() -> None:
             x = centred(raw)
             cells = []
             for strength in STRENGTHS:
-                a = x[train]
-                w = np.linalg.solve(a.T @ a + strength * np.eye(a.shape[1]), a.T @ target[train])
+                w = ridge(x[train], target[train], strength)
                 predicted = raw @ w
                 fit = np.mean(
                     [np.argmax(predicted[groups[j]]) == np.argmax(utility[groups[j]]) for j in test]
