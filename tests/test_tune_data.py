@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -244,3 +245,28 @@ def test_covering_scenarios_spends_a_limit_on_as_many_scenarios_as_it_can(
     assert [p.margin for p in firsts] == sorted((p.margin for p in firsts), reverse=True)
     seconds = sorted((p for p in every if p not in firsts), key=lambda p: -p.margin)
     assert covering[len(eligible) :] == seconds[:2]
+
+
+def test_a_sampled_limit_spreads_over_the_pool_where_the_strongest_are_its_extremes() -> None:
+    from valuetune.tune.scenarios import load_scenario_bank
+    from valuetune.values.personas import get_persona
+
+    profile = get_persona("progressive-activist").profile
+    train = load_scenario_bank().split("train")
+    pool = build_pairs(profile, train, first_choice_only=True)
+    strongest = build_pairs(profile, train, first_choice_only=True, limit=256)
+    sampled = build_pairs(profile, train, first_choice_only=True, limit=256, order="sampled")
+    margins = sorted(p.margin for p in pool)
+    quartiles = (margins[len(margins) // 4], margins[3 * len(margins) // 4])
+    assert len(sampled) == len(strongest) == 256
+    assert set(sampled) <= set(pool)
+    assert min(p.margin for p in strongest) > margins[int(0.8 * len(margins))]  # top fifth
+    middle = sorted(p.margin for p in sampled)[128]
+    assert quartiles[0] <= middle <= quartiles[1]
+    cap = int(0.2 * 256 + 0.999)
+    assert max(Counter(p.axis for p in sampled).values()) <= cap
+    # deterministic, and independent of the order the scenarios come in
+    again = build_pairs(profile, train[::-1], first_choice_only=True, limit=256, order="sampled")
+    assert again == sampled
+    with pytest.raises(ValueError, match="unknown pair order"):
+        build_pairs(profile, train, order="random")  # type: ignore[arg-type]

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext, redirect_stdout
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -85,6 +85,9 @@ class DPOSettings:
     """Pair only the profile's first-ranked reply against worse ones."""
     cover_scenarios: bool = False
     """Spend `pairs` on as many scenarios as possible: each one's strongest pair first."""
+    pair_order: Literal["strongest", "sampled"] = "strongest"
+    """Which eligible pairs `pairs` takes: the `strongest` (largest utility gaps) or a
+    deterministic `sampled` spread over the pool (see `build_pairs`)."""
     epochs: float = 2.0
     learning_rate: float = 1e-3
     batch_size: int = 8
@@ -135,6 +138,7 @@ class DPOSettings:
             limit=self.pairs,
             first_choice_only=self.first_choice_only,
             cover_scenarios=self.cover_scenarios,
+            order=self.pair_order,
         )
 
 
