@@ -7,6 +7,7 @@ emulated bf16 is slower than fp32.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -92,18 +93,20 @@ class TransformersBackend(LLMBackend):
         """The embedded SmolLM2-135M-Instruct, converted and cached on first use."""
         return cls.from_directory(cached_model_dir(home), device=device, dtype=dtype)
 
+    @functools.cached_property
+    def _forward_parameters(self) -> frozenset[str]:
+        return frozenset(inspect.signature(self.model.forward).parameters)
+
     @property
     def _cache_argument(self) -> str:
         """transformers 5 renamed `past_key_values` to `cache`; accept either version."""
-        params = inspect.signature(self.model.forward).parameters
-        return "cache" if "cache" in params else "past_key_values"
+        return "cache" if "cache" in self._forward_parameters else "past_key_values"
 
     @property
     def _last_logits_only(self) -> dict[str, int]:
         """Ask for the last position's logits only, where the model supports it: the LM
         head over a whole prompt costs as much as a few decoder layers."""
-        params = inspect.signature(self.model.forward).parameters
-        return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        return {"logits_to_keep": 1} if "logits_to_keep" in self._forward_parameters else {}
 
     @property
     def device(self) -> torch.device:

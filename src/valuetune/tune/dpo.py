@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext, redirect_stdout
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -63,7 +63,7 @@ from valuetune.tune.fastpath import (
     reference_logps,
 )
 from valuetune.tune.methods import AlignmentMethod, TuneRequest
-from valuetune.tune.pairs import PreferencePair, build_pairs, pairs_jsonl
+from valuetune.tune.pairs import PairOrder, PreferencePair, build_pairs, pairs_jsonl
 from valuetune.tune.steer import decoder_layers, decoder_layers_path
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class DPOSettings:
     """Pair only the profile's first-ranked reply against worse ones."""
     cover_scenarios: bool = False
     """Spend `pairs` on as many scenarios as possible: each one's strongest pair first."""
-    pair_order: Literal["strongest", "sampled"] = "strongest"
+    pair_order: PairOrder = "strongest"
     """Which eligible pairs `pairs` takes: the `strongest` (largest utility gaps) or a
     deterministic `sampled` spread over the pool (see `build_pairs`)."""
     epochs: float = 2.0

@@ -22,6 +22,9 @@ from valuetune.tune.artifacts import jti_hash, sha256_bytes, write_metadata, wri
 from valuetune.tune.scenarios import Action, Scenario, ScenarioBank
 from valuetune.values.profile import ValueProfile
 
+PairOrder = Literal["strongest", "sampled"]
+"""Which eligible pairs a limit takes first: the largest utility gaps, or a hash-ordered sample."""
+
 
 @dataclass(frozen=True)
 class PreferencePair:
@@ -67,9 +70,9 @@ def build_pairs(
     limit: int | None = None,
     first_choice_only: bool = False,
     cover_scenarios: bool = False,
-    order: Literal["strongest", "sampled"] = "strongest",
+    order: PairOrder = "strongest",
 ) -> list[PreferencePair]:
-    """Preference pairs for `profile`, strongest first, balanced across axes.
+    """Preference pairs for `profile`, strongest first (or sampled), balanced across axes.
 
     With `order="sampled"` a `limit` takes a sample of the eligible pairs instead of the
     strongest: they come in the order of a hash of their texts, so the sample is
@@ -111,7 +114,7 @@ def build_pairs(
         candidates.sort(key=lambda p: (-p.margin, p.scenario_id, p.chosen))
     else:
         raise ValueError(f"unknown pair order {order!r}: use 'strongest' or 'sampled'")
-    if cover_scenarios:  # each scenario's strongest pair, then the rest, each by margin
+    if cover_scenarios:  # each scenario's first pair in that order, then the rest
         strongest: list[PreferencePair] = []
         rest: list[PreferencePair] = []
         covered: set[str] = set()
@@ -132,7 +135,7 @@ def build_pairs(
             held_back.append(pair)
         if len(chosen) >= target:
             break
-    # fill up with the strongest held-back pairs if balancing left room unused
+    # fill up with the first held-back pairs if balancing left room unused
     chosen.extend(held_back[: max(0, target - len(chosen))])
     return chosen[:target]
 
